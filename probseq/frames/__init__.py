@@ -1,0 +1,1 @@
+"""Per-step distributions p(x_t | context): factorial, RBM, NADE."""

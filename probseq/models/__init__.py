@@ -1,0 +1,1 @@
+"""Sequence models built from a backbone and a frame distribution; see :mod:`probseq.models.base`."""

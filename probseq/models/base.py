@@ -1,0 +1,192 @@
+"""The contract every probseq sequence model implements.
+
+A model answers three questions (DESIGN.md):
+
+1. **Sample**: :meth:`SequenceModel.sample` — ``n`` sequences of a fixed or maximum length, or a
+   continuation of a prefix, at a temperature, from an explicit ``torch.Generator``. All models share
+   one loop, :func:`probseq.sampling.sample_sequences`, driven by four hooks
+   (:meth:`~SequenceModel.initial_state`, :meth:`~SequenceModel.draw_frame`,
+   :meth:`~SequenceModel.advance`, :meth:`~SequenceModel.stop_logit`).
+2. **Length**: a :class:`~probseq.lengths.LengthModel` in ``self.length_model``; when it models
+   length, ``log_prob`` includes the length term and the sampler stops by it.
+3. **Likelihood**: :meth:`SequenceModel.log_prob` returns a :class:`LogProb`: one value per
+   sequence, the *kind* of number (``exact``, ``bound``, ``estimate``), the estimator's name and a
+   standard error where there is one. Evaluation code branches on ``kind``, never on the class.
+
+Models are built from a :class:`~probseq.data.spec.DataSpec` and keyword hyperparameters declared
+in the class attribute ``hyperparameters`` (name -> default); that dict plus the ``state_dict`` is
+all a checkpoint needs (see :mod:`probseq.train.checkpoint`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from probseq.data.batch import Batch
+from probseq.data.spec import DataSpec
+from probseq.errors import UserError
+from probseq.frames.base import LIKELIHOOD_KINDS
+from probseq.lengths import LengthModel, NoLength
+
+__all__ = ["LogProb", "SequenceModel"]
+
+
+@dataclass
+class LogProb:
+    """Per-sequence log-likelihoods and what kind of number they are.
+
+    Attributes:
+        values: ``(B,)`` log-probabilities in nats (including the length term when length is modelled).
+        kind: ``"exact"``, ``"bound"`` (a lower bound: ELBO, IWAE-k) or ``"estimate"`` (stochastic,
+            e.g. AIS or importance sampling).
+        estimator: the estimator's name, e.g. ``"exact"``, ``"elbo"``, ``"iwae-100"``, ``"ais-1000"``.
+        stderr: ``(B,)`` standard error of each value, or ``None`` where there is none.
+    """
+
+    values: Tensor
+    kind: str
+    estimator: str
+    stderr: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in LIKELIHOOD_KINDS:
+            raise ValueError(f"kind must be one of {LIKELIHOOD_KINDS}, got {self.kind!r}")
+        if self.values.dim() != 1:
+            raise ValueError(f"values must have shape (B,), got {tuple(self.values.shape)}")
+
+    def detach(self) -> "LogProb":
+        return LogProb(self.values.detach(), self.kind, self.estimator,
+                       None if self.stderr is None else self.stderr.detach())
+
+
+class SequenceModel(nn.Module):
+    """Base class of every generative sequence model in probseq.
+
+    Class attributes a subclass sets:
+        name: the registry name (``"gru"``, ``"rtrbm"``, ...).
+        likelihood_kind: what :meth:`log_prob` returns by default.
+        estimators: the estimator names :meth:`log_prob` accepts; the first is the default.
+        data_kinds: the :class:`DataSpec` kinds the model can fit.
+        hyperparameters: constructor keyword arguments and their defaults (``--set key=value``).
+        training_defaults: overrides of the trainer's defaults (learning rate, batch size, ...).
+    """
+
+    name: ClassVar[str] = ""
+    likelihood_kind: ClassVar[str] = "exact"
+    estimators: ClassVar[tuple[str, ...]] = ("exact",)
+    data_kinds: ClassVar[tuple[str, ...]] = ("binary", "real", "categorical")
+    hyperparameters: ClassVar[dict[str, Any]] = {}
+    training_defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, spec: DataSpec, **hyper: Any) -> None:
+        super().__init__()
+        if spec.kind not in self.data_kinds:
+            raise UserError(
+                f"model {self.name!r} cannot fit {spec.kind} data; it fits {', '.join(self.data_kinds)} data"
+            )
+        unknown = set(hyper) - set(self.hyperparameters)
+        if unknown:
+            raise UserError(
+                f"model {self.name!r} has no hyperparameter {sorted(unknown)[0]!r}; it has "
+                f"{', '.join(sorted(self.hyperparameters)) or 'none'}"
+            )
+        self.spec = spec
+        #: the full hyperparameter set, defaults filled in; saved in checkpoints
+        self.config: dict[str, Any] = {**self.hyperparameters, **hyper}
+        #: the length model; subclasses that model length replace it (see :mod:`probseq.lengths`)
+        self.length_model: LengthModel = NoLength()
+
+    # ------------------------------------------------------------------ likelihood
+    def log_prob(self, batch: Batch, *, estimator: str | None = None, samples: int | None = None,
+                 generator: torch.Generator | None = None) -> LogProb:
+        """Log-likelihood of each sequence in ``batch`` (see :class:`LogProb`)."""
+        raise NotImplementedError
+
+    def loss(self, batch: Batch, *, generator: torch.Generator | None = None) -> Tensor:
+        """Scalar training loss: by default the pooled NLL per frame, ``-sum_i log p(x_i) / sum_i T_i``.
+
+        Models trained by contrastive divergence or a variational bound override this with their
+        surrogate; its gradient is the learning signal, its value need not be an NLL.
+        """
+        return -self.log_prob(batch, generator=generator).values.sum() / batch.n_frames
+
+    def check_estimator(self, estimator: str | None) -> str:
+        """Resolve ``None`` to the default estimator and reject unknown ones with a clear error."""
+        if estimator is None:
+            return self.estimators[0]
+        if estimator not in self.estimators:
+            raise UserError(
+                f"model {self.name!r} does not support estimator {estimator!r}; it supports "
+                f"{', '.join(self.estimators)}"
+            )
+        return estimator
+
+    # ------------------------------------------------------------------ training hooks
+    def collate(self, examples: list[Any]) -> Batch:
+        """Turn a list of dataset examples into what :meth:`log_prob` and :meth:`loss` take.
+
+        By default examples are ``(T_i, ...)`` tensors padded into a :class:`Batch`; conditional
+        models (CTC: audio plus labels) return their own batch type, which must have ``n_frames``
+        and ``batch_size``.
+        """
+        dtype = torch.long if self.spec.kind == "categorical" else torch.get_default_dtype()
+        return Batch.from_sequences(examples, dtype=dtype)
+
+    def on_train_step(self, step: int, total_steps: int) -> None:
+        """Called by the trainer before each optimisation step (KL annealing, CD-k schedules, ...)."""
+
+    def validation_loss(self, batch: Any) -> float:
+        """Per-frame score for early stopping (lower is better); the training loss by default."""
+        with torch.no_grad():
+            return float(self.loss(batch))
+
+    # ------------------------------------------------------------------ prediction
+    def predict_next(self, batch: Batch) -> Tensor:
+        """One-step-ahead prediction ``E[x_t | x_{<t}]`` for every frame, shape of ``batch.values``."""
+        raise UserError(f"model {self.name!r} does not make one-step-ahead predictions")
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, n: int, *, length: int | None = None, max_length: int | None = None,
+               prefix: Batch | Tensor | None = None, temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> Batch:
+        """Draw ``n`` sequences; see :func:`probseq.sampling.sample_sequences`."""
+        from probseq.sampling import sample_sequences
+
+        return sample_sequences(self, n, length=length, max_length=max_length, prefix=prefix,
+                                temperature=temperature, generator=generator)
+
+    # Hooks of the shared sampling loop. ``state`` is any object the model likes.
+    def initial_state(self, n: int, *, target_length: Tensor | None = None) -> Any:
+        """State before the first frame; ``target_length`` is ``tau`` for explicit length models."""
+        raise NotImplementedError
+
+    def draw_frame(self, state: Any, *, temperature: float = 1.0,
+                   generator: torch.Generator | None = None) -> tuple[Tensor, Any]:
+        """Sample the next frame ``x_t ~ p(x_t | state)``; may stash latents in the returned state."""
+        raise NotImplementedError
+
+    def advance(self, state: Any, frame: Tensor) -> Any:
+        """Condition the state on the frame just emitted (or read from a prefix)."""
+        raise NotImplementedError
+
+    def stop_logit(self, state: Any) -> Tensor | None:
+        """Logit of stopping after the frames seen so far, ``(n,)``; ``None`` if length is not modelled."""
+        return None
+
+    # ------------------------------------------------------------------ validation
+    def validate_batch(self, batch: Batch) -> None:
+        """Raise :class:`UserError` if ``batch`` is not data this model was built for."""
+        if self.spec.kind == "categorical":
+            if batch.values.dim() != 2:
+                raise UserError(
+                    f"categorical data must have shape (batch, time), got {tuple(batch.values.shape)}"
+                )
+        elif batch.values.dim() != 3 or batch.values.shape[-1] != self.spec.dim:
+            raise UserError(
+                f"model expects frames of dimension {self.spec.dim}, got data of shape "
+                f"{tuple(batch.values.shape)}"
+            )

@@ -1,0 +1,76 @@
+"""Independent frames: the baseline every sequence model must beat.
+
+.. math:: p(x_{1:T}, T) = P(T) \\prod_{t=1}^T p(x_t \\mid \\theta),
+
+one learned parameter vector ``theta`` shared by all time steps (for piano-rolls: a Bernoulli per
+key, fitted to the training set's note frequencies). With ``length=halting`` the constant halting
+probability makes ``P(T)`` geometric; with ``length=explicit`` it is a free categorical.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from probseq.data.batch import Batch
+from probseq.data.spec import DataSpec
+from probseq.frames.factorial import make_factorial_frame
+from probseq.lengths import make_length_model
+from probseq.models.base import LogProb, SequenceModel
+from probseq.models.registry import register_model
+
+__all__ = ["IndependentFrames"]
+
+
+@register_model
+class IndependentFrames(SequenceModel):
+    """Frames i.i.d. from one factorial distribution; exact likelihood."""
+
+    name = "independent"
+    hyperparameters: ClassVar[dict[str, Any]] = {"length": "none", "max_length": 1000}
+    training_defaults: ClassVar[dict[str, Any]] = {"lr": 0.05}
+
+    def __init__(self, spec: DataSpec, **hyper: Any) -> None:
+        super().__init__(spec, **hyper)
+        self.frame = make_factorial_frame(spec.kind, spec.dim)
+        self.length_model = make_length_model(str(self.config["length"]), data_kind=spec.kind,
+                                              max_length=int(self.config["max_length"]))
+        self.frame_params = nn.Parameter(torch.zeros(self.frame.param_dim))
+        self.length_head = nn.Parameter(torch.zeros(self.length_model.head_dim))
+
+    def log_prob(self, batch: Batch, *, estimator=None, samples=None, generator=None) -> LogProb:
+        estimator = self.check_estimator(estimator)
+        self.validate_batch(batch)
+        x = batch.padded_with_zeros()
+        lp = self.frame.log_prob(self.frame_params.expand(*x.shape[:2], -1), x)
+        total = torch.where(batch.mask, lp, torch.zeros_like(lp)).sum(1)
+        stop = None
+        if self.length_model.head_dim:
+            n, steps = x.shape[:2]
+            stop = self.length_model.stop_logits(self.length_head.expand(n, steps, -1),
+                                                 self.frame_params.expand(n, steps, -1))
+        return LogProb(total + self.length_model.log_prob(batch.lengths, stop), "exact", estimator)
+
+    def predict_next(self, batch: Batch):
+        self.validate_batch(batch)
+        with torch.no_grad():
+            return self.frame.mean(self.frame_params).expand_as(batch.values).clone()
+
+    # sampling hooks: the state is just the batch size
+    def initial_state(self, n, *, target_length=None):
+        return n
+
+    def draw_frame(self, state, *, temperature=1.0, generator=None):
+        params = self.frame_params.detach().expand(state, -1)
+        return self.frame.sample(params, temperature=temperature, generator=generator), state
+
+    def advance(self, state, frame):
+        return state
+
+    def stop_logit(self, state):
+        if not self.length_model.head_dim:
+            return None
+        return self.length_model.stop_logits(self.length_head.expand(state, -1),
+                                             self.frame_params.expand(state, -1))

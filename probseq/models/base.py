@@ -73,6 +73,7 @@ class SequenceModel(nn.Module):
         data_kinds: the :class:`DataSpec` kinds the model can fit.
         hyperparameters: constructor keyword arguments and their defaults (``--set key=value``).
         training_defaults: overrides of the trainer's defaults (learning rate, batch size, ...).
+        contract_example: a tiny configuration the generic tests build (a test fails without one).
     """
 
     name: ClassVar[str] = ""
@@ -81,6 +82,10 @@ class SequenceModel(nn.Module):
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "real", "categorical")
     hyperparameters: ClassVar[dict[str, Any]] = {}
     training_defaults: ClassVar[dict[str, Any]] = {}
+    #: a tiny instance for the generic contract tests (``tests/test_model_contract.py``):
+    #: ``{"spec": DataSpec(...), "hyper": {...}}``; small enough that the default estimator is
+    #: deterministic where the model allows it (e.g. exact log-partition for a tiny RBM)
+    contract_example: ClassVar[dict[str, Any] | None] = None
 
     def __init__(self, spec: DataSpec, **hyper: Any) -> None:
         super().__init__()
@@ -126,6 +131,13 @@ class SequenceModel(nn.Module):
         return estimator
 
     # ------------------------------------------------------------------ training hooks
+    def prepare(self, dataset: Any) -> None:
+        """Called once by ``probseq fit`` before training, with the :class:`~probseq.data.registry.Dataset`.
+
+        Use it for data-dependent initialisation (biases from marginals, ``W`` from static CD).
+        Anything needed after a reload must live in the ``state_dict`` (parameters or buffers).
+        """
+
     def collate(self, examples: list[Any]) -> Batch:
         """Turn a list of dataset examples into what :meth:`log_prob` and :meth:`loss` take.
 
@@ -148,6 +160,24 @@ class SequenceModel(nn.Module):
     def predict_next(self, batch: Batch) -> Tensor:
         """One-step-ahead prediction ``E[x_t | x_{<t}]`` for every frame, shape of ``batch.values``."""
         raise UserError(f"model {self.name!r} does not make one-step-ahead predictions")
+
+    # ------------------------------------------------------------------ command-line extensions
+    #: metric names ``probseq evaluate --metric`` accepts beyond ``nll`` and ``mse``
+    extra_metrics: ClassVar[tuple[str, ...]] = ()
+
+    def evaluate_metric(self, metric: str, examples: list[Any], *, generator: torch.Generator,
+                        batch_size: int) -> dict[str, Any]:
+        """Compute ``metric`` (one of :attr:`extra_metrics`) on a split; a dict merged into the JSON."""
+        raise UserError(f"model {self.name!r} has no metric {metric!r}")
+
+    def sample_from_prime_file(self, path: str, *, n: int, temperature: float,
+                               generator: torch.Generator, meta: dict[str, Any],
+                               max_length: int | None = None) -> str | None:
+        """Conditional models (CTC: audio; VHRED: a dialogue context) answer a ``--prime`` file here.
+
+        Return the text to print, or ``None`` to let the CLI treat the file as a prefix of frames.
+        """
+        return None
 
     # ------------------------------------------------------------------ sampling
     def sample(self, n: int, *, length: int | None = None, max_length: int | None = None,

@@ -31,6 +31,7 @@ class IndependentFrames(SequenceModel):
     name = "independent"
     hyperparameters: ClassVar[dict[str, Any]] = {"length": "none", "max_length": 1000}
     training_defaults: ClassVar[dict[str, Any]] = {"lr": 0.05}
+    contract_example = {"spec": DataSpec("binary", 4), "hyper": {"length": "halting"}}
 
     def __init__(self, spec: DataSpec, **hyper: Any) -> None:
         super().__init__(spec, **hyper)

@@ -187,6 +187,8 @@ class RNNModel(RecurrentFrameModel):
 
     name = "rnn"
     cell = "rnn"
+    contract_example = {"spec": DataSpec("real", 3), "hyper": {"hidden": 6, "length": "explicit",
+                                                               "max_length": 12}}
 
 
 @register_model
@@ -195,6 +197,7 @@ class GRUModel(RecurrentFrameModel):
 
     name = "gru"
     cell = "gru"
+    contract_example = {"spec": DataSpec("binary", 4), "hyper": {"hidden": 6, "length": "halting"}}
 
 
 @register_model
@@ -203,3 +206,5 @@ class LSTMModel(RecurrentFrameModel):
 
     name = "lstm"
     cell = "lstm"
+    contract_example = {"spec": DataSpec("categorical", 5), "hyper": {"hidden": 6,
+                                                                      "length": "end-symbol"}}

@@ -1,0 +1,377 @@
+"""The ``probseq`` command: a thin layer over the library (see DESIGN.md for the contract).
+
+Anything a user can get wrong ends with one sentence on stderr and a non-zero exit status, never a
+traceback: library code raises :class:`~probseq.errors.UserError` at the boundary and :func:`main`
+turns it into ``probseq: error: ...`` with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from probseq.errors import UserError
+
+__all__ = ["main"]
+
+
+# ---------------------------------------------------------------------------- helpers
+def _parse_sets(pairs: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise UserError(f"--set expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _route_options(model_cls, dataset_name: str, options: dict[str, str]):
+    """Split ``--set`` options into model hyperparameters, training options and dataset options."""
+    from probseq.data.registry import dataset_infos
+    from probseq.train.fit import TRAINING_DEFAULTS
+
+    loader = {d.name: d.loader for d in dataset_infos()}.get(dataset_name)
+    loader_params = set(inspect.signature(loader).parameters) - {"data_file", "data_dir"} if loader else set()
+    training_keys = set(TRAINING_DEFAULTS) | set(getattr(model_cls, "training_defaults", {}))
+    model_opts, train_opts, data_opts = {}, {}, {}
+    for key, value in options.items():
+        if key in model_cls.hyperparameters:
+            model_opts[key] = value
+        elif key in training_keys:
+            train_opts[key] = value
+        elif key in loader_params:
+            data_opts[key] = _coerce(value)
+        else:
+            known = sorted(set(model_cls.hyperparameters) | training_keys | loader_params)
+            raise UserError(f"unknown option {key!r} for model {model_cls.name!r} and dataset "
+                            f"{dataset_name!r}; known options: {', '.join(known)}")
+    return model_opts, train_opts, data_opts
+
+
+def _coerce(text: str) -> Any:
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+def _load_data(name: str, data_file: str | None, data_dir: str | None, options: dict[str, Any]):
+    from probseq.data.registry import load_dataset
+
+    return load_dataset(name, data_file=data_file, data_dir=data_dir, **options)
+
+
+def _abs(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).resolve())
+
+
+def _dataset_for_run(info: dict[str, Any], args) -> tuple[Any, str]:
+    """The dataset named on the command line, or the run's own."""
+    if getattr(args, "data", None):
+        return _load_data(args.data, args.data_file, args.data_dir, {}), args.data
+    if args.data_file or args.data_dir:
+        d = info["dataset"]
+        return _load_data(d["name"], args.data_file, args.data_dir, d.get("options") or {}), d["name"]
+    d = info["dataset"]
+    return _load_data(d["name"], d.get("data_file"), d.get("data_dir"), d.get("options") or {}), d["name"]
+
+
+def _check_compatible(model, dataset) -> None:
+    if dataset.spec != model.spec:
+        raise UserError(
+            f"dataset {dataset.name!r} has {dataset.spec.kind} frames of dimension {dataset.spec.dim}, "
+            f"but the model was fitted to {model.spec.kind} frames of dimension {model.spec.dim}"
+        )
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_fit(args) -> int:
+    import torch
+
+    from probseq.models.registry import build_model, model_class
+    from probseq.train.checkpoint import read_run_info, write_run_info
+    from probseq.train.fit import fit, training_options
+
+    out = Path(args.out)
+    torch.set_num_threads(args.threads) if args.threads else None
+    if args.resume:
+        info = read_run_info(out)
+        if info["model"] != args.model:
+            raise UserError(f"{out} holds a {info['model']!r} run, not {args.model!r}")
+        d = info["dataset"]
+        dataset = _load_data(d["name"], d.get("data_file"), d.get("data_dir"), d.get("options") or {})
+        from probseq.data.spec import DataSpec
+
+        model = build_model(info["model"], DataSpec.from_dict(info["spec"]), info["hyperparameters"])
+        summary = fit(model, dataset, out, steps=info["steps"], seed=info["seed"],
+                      options=info["training"], resume=True, progress=not args.quiet)
+    else:
+        if (out / "run.json").exists():
+            raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        cls = model_class(args.model)
+        model_opts, train_opts, data_opts = _route_options(cls, args.data, _parse_sets(args.set))
+        dataset = _load_data(args.data, args.data_file, args.data_dir, data_opts)
+        torch.manual_seed(args.seed)
+        model = build_model(args.model, dataset.spec, model_opts)
+        opts = training_options(model, train_opts)
+        train = dataset.split("train")
+        steps = args.steps
+        if steps is None:
+            import math
+
+            steps = max(1, round((args.epochs or 10) * math.ceil(len(train) / int(opts["batch_size"]))))
+        write_run_info(out, {
+            "model": args.model, "spec": dataset.spec.to_dict(), "hyperparameters": model.config,
+            "training": opts, "steps": steps, "seed": args.seed,
+            "dataset": {"name": args.data, "data_file": _abs(args.data_file),
+                        "data_dir": _abs(args.data_dir), "options": data_opts},
+            "meta": dataset.meta, "version": _version(),
+        })
+        summary = fit(model, dataset, out, steps=steps, seed=args.seed, options=opts,
+                      progress=not args.quiet)
+    best = "" if summary.best_valid is None else (
+        f"; best validation loss {summary.best_valid:.4f} at step {summary.best_step}")
+    stop = " (stopped early)" if summary.stopped_early else ""
+    print(f"trained {args.model} for {summary.steps} steps{stop} in {summary.wall_s:.1f} s{best}; "
+          f"run saved in {out}")
+    return 0
+
+
+def _version() -> str:
+    from probseq import __version__
+
+    return __version__
+
+
+def cmd_evaluate(args) -> int:
+    import torch
+
+    from probseq.evaluate.prediction import next_frame_errors
+    from probseq.evaluate.scoring import score_split
+    from probseq.train.checkpoint import load_run
+
+    model, info = load_run(args.run)
+    dataset, name = _dataset_for_run(info, args)
+    _check_compatible(model, dataset)
+    examples = dataset.split(args.split)
+    result: dict[str, Any] = {"model": info["model"], "dataset": name, "split": args.split}
+    generator = torch.Generator().manual_seed(args.seed)
+    if args.metric == "nll":
+        scores = score_split(model, examples, estimator=args.estimator, samples=args.samples,
+                             batch_size=args.batch_size, generator=generator)
+        result.update(scores.summary())
+    elif args.metric == "mse":
+        result.update({"n_sequences": len(examples), "n_frames": int(sum(len(e) for e in examples))})
+        result.update(next_frame_errors(model, examples, batch_size=args.batch_size))
+    elif args.metric in getattr(model, "extra_metrics", ()):
+        result.update(model.evaluate_metric(args.metric, examples, generator=generator,
+                                            batch_size=args.batch_size))
+    else:
+        known = ", ".join(("nll", "mse") + tuple(getattr(model, "extra_metrics", ())))
+        raise UserError(f"unknown metric {args.metric!r} for model {info['model']!r}; known: {known}")
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:32s} {value}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    import torch
+
+    from probseq.data.media import read_prime, write_samples
+    from probseq.train.checkpoint import load_run
+
+    model, info = load_run(args.run)
+    meta = info.get("meta") or {}
+    generator = torch.Generator().manual_seed(args.seed)
+    prefix = None
+    if args.prime:
+        if not Path(args.prime).is_file():
+            raise UserError(f"no such file: {args.prime}")
+        text = model.sample_from_prime_file(args.prime, n=args.n, temperature=args.temperature,
+                                            generator=generator, meta=meta, max_length=args.max_length)
+        if text is not None:
+            print(text)
+            if args.out:
+                Path(args.out).write_text(text + "\n")
+                print(f"wrote {args.out}")
+            return 0
+        prefix = read_prime(args.prime, meta).unsqueeze(0)
+        if prefix.shape[-1] != model.spec.dim:
+            raise UserError(f"the prime has frames of dimension {prefix.shape[-1]}, the model expects "
+                            f"{model.spec.dim}")
+    if not args.out:
+        raise UserError("give an output file with --out (its extension picks the format)")
+    samples = model.sample(args.n, length=args.length, max_length=args.max_length, prefix=prefix,
+                           temperature=args.temperature, generator=generator)
+    paths = write_samples(samples, Path(args.out), meta)
+    lengths = ", ".join(str(int(n)) for n in samples.lengths)
+    print(f"sampled {args.n} sequence(s) of length {lengths}; wrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    import torch
+
+    from probseq.evaluate.compare import comparison_table, format_table
+    from probseq.evaluate.scoring import score_split
+    from probseq.train.checkpoint import load_run
+
+    if len(args.runs) < 2:
+        raise UserError("compare needs at least two run directories")
+    loaded = [load_run(r) for r in args.runs]
+    dataset_cache: dict[tuple, Any] = {}
+    names = set()
+    named = []
+    for run, (model, info) in zip(args.runs, loaded):
+        d = info["dataset"]
+        key = ((args.data, args.data_file, args.data_dir) if args.data else
+               (d["name"], args.data_file or d.get("data_file"), args.data_dir or d.get("data_dir"),
+                json.dumps(d.get("options") or {}, sort_keys=True)))
+        if key not in dataset_cache:
+            dataset_cache[key] = _dataset_for_run(info, args)
+        dataset, name = dataset_cache[key]
+        names.add(name)
+        _check_compatible(model, dataset)
+        scores = score_split(model, dataset.split(args.split), estimator=None, samples=args.samples,
+                             batch_size=args.batch_size, generator=torch.Generator().manual_seed(args.seed))
+        named.append((str(run), scores, info["model"]))
+    if len(names) > 1:
+        raise UserError(f"the runs were fitted to different datasets ({', '.join(sorted(names))}); "
+                        "pass --data to score them all on one")
+    rows = comparison_table([(label, scores) for label, scores, _ in named])
+    models = {label: m for label, _, m in named}
+    for row in rows:
+        row["model"] = models[row["run"]]
+        row["dataset"], row["split"] = next(iter(names)), args.split
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        print(format_table(rows))
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from probseq.data.registry import dataset_infos
+
+    infos = dataset_infos()
+    how = {"file": "--data-file PATH", "dir": "--data-dir DIR", "none": "generated",
+           "file-or-embedded": "embedded, or --data-file PATH"}
+    width = max(len(d.name) for d in infos)
+    for d in infos:
+        print(f"{d.name.ljust(width)}  {d.description}")
+        print(f"{''.ljust(width)}  source: {d.source}")
+        print(f"{''.ljust(width)}  data:   {how.get(d.needs, d.needs)}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from probseq.demo import run_demo
+
+    return run_demo(Path(args.out), steps=args.steps, quiet=args.quiet)
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="probseq", description=(
+        "Probabilistic sequence models: fit, evaluate (with an honest label: exact / bound / "
+        "estimate), sample and compare."))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data_args(p, required=False):
+        p.add_argument("--data", required=required, help="dataset name (see `probseq datasets`)")
+        p.add_argument("--data-file", help="the dataset's file (your own copy)")
+        p.add_argument("--data-dir", help="the dataset's directory (your own copy)")
+
+    p = sub.add_parser("fit", help="train a model and save it in a run directory")
+    p.add_argument("model", help="model name: rnn, gru, lstm, independent, trbm, rtrbm, rnn-rbm, nade, "
+                                 "rnn-nade, vrnn, vhred, ctc, ...")
+    data_args(p, required=True)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--steps", type=int, help="optimisation steps")
+    g.add_argument("--epochs", type=float, help="passes over the training set (default 10)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="model hyperparameter, training option or dataset option (repeatable)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="run directory to create")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("evaluate", help="score a split: NLL (with its kind) or a metric")
+    p.add_argument("run")
+    data_args(p)
+    p.add_argument("--split", default="test")
+    p.add_argument("--estimator", help="exact, elbo, iwae, is, ais (what the model supports)")
+    p.add_argument("--samples", type=int, help="samples / chains / particles for the estimator")
+    p.add_argument("--metric", default="nll", help="nll (default), mse, or a model-specific metric")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("sample", help="draw sequences (or continue a prime) and write them to a file")
+    p.add_argument("run")
+    p.add_argument("-n", type=int, default=1, help="number of sequences")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--length", type=int, help="fixed total length")
+    g.add_argument("--max-length", type=int, help="cap when the model decides the length")
+    p.add_argument("--prime", help="a file to continue (MIDI, .npz, ...) or condition on (wav, text)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output file; its extension picks the format (.mid, .png, .npz, .gif, .bvh)")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("compare", help="score several runs on the same data in one table")
+    p.add_argument("runs", nargs="+")
+    data_args(p)
+    p.add_argument("--split", default="test")
+    p.add_argument("--samples", type=int)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("demo", help="fit two models to the embedded JSB chorales, compare, sample MIDI")
+    p.add_argument("--out", default="probseq-demo")
+    p.add_argument("--steps", type=int, default=400, help="training steps per model")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("datasets", help="list the datasets probseq knows")
+    p.set_defaults(func=cmd_datasets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"probseq: error: {exc}", file=sys.stderr)
+        return 2
+    except FloatingPointError as exc:
+        print(f"probseq: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"probseq: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("probseq: interrupted (a checkpoint was written; `probseq fit ... --resume` continues)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

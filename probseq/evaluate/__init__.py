@@ -1,0 +1,1 @@
+"""Likelihood estimators, prediction metrics and model comparison."""

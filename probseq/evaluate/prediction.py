@@ -1,0 +1,54 @@
+"""One-step-ahead prediction error (``probseq evaluate --metric mse``).
+
+For each sequence and each frame ``t >= 2``, the model predicts ``x_t`` from ``x_{1:t-1}`` with
+``model.predict_next`` (its expected next frame; each model documents how it forms it). Frame 1
+has no history and is excluded, for the model and the baseline alike, so both are averaged over
+the same ``sum_i (T_i - 1)`` frames. Two conventions are reported:
+
+* ``next_frame_mse_per_dim = sum (x - xhat)^2 / (n_predicted_frames * D)`` — per dimension, the
+  convention of the RTRBM thesis (Sutskever 2013, §3.11);
+* ``next_frame_se_per_frame = sum (x - xhat)^2 / n_predicted_frames`` — summed over dimensions,
+  the convention of some later papers.
+
+The copy-last-frame baseline predicts ``x_t = x_{t-1}`` (``baseline_copy_last_mse_per_dim``).
+Errors are computed in the space the model is fitted in (e.g. normalised motion capture).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from probseq.errors import UserError
+
+__all__ = ["next_frame_errors"]
+
+
+def next_frame_errors(model, examples: list[Any], *, batch_size: int = 64) -> dict[str, Any]:
+    if model.spec.kind == "categorical":
+        raise UserError("--metric mse needs binary or real-valued frames, not categorical ones")
+    sq_model = sq_copy = 0.0
+    n_pred = 0
+    dim = model.spec.dim
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(examples), batch_size):
+            batch = model.collate(examples[start:start + batch_size])
+            pred = model.predict_next(batch)
+            x = batch.padded_with_zeros()
+            mask = batch.mask[:, 1:]
+            err = ((pred[:, 1:] - x[:, 1:]) ** 2).sum(-1)
+            copy = ((x[:, :-1] - x[:, 1:]) ** 2).sum(-1)
+            sq_model += float(torch.where(mask, err, torch.zeros_like(err)).sum())
+            sq_copy += float(torch.where(mask, copy, torch.zeros_like(copy)).sum())
+            n_pred += int(mask.sum())
+    if n_pred == 0:
+        raise UserError("every sequence has a single frame; there is nothing to predict")
+    return {
+        "n_predicted_frames": n_pred,
+        "next_frame_mse_per_dim": sq_model / (n_pred * dim),
+        "next_frame_se_per_frame": sq_model / n_pred,
+        "baseline_copy_last_mse_per_dim": sq_copy / (n_pred * dim),
+        "baseline_copy_last_se_per_frame": sq_copy / n_pred,
+    }

@@ -1,0 +1,109 @@
+"""The fit loop: files, logs, early stopping, exact resumption after a crash, repeatability."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from probseq.data.registry import Dataset
+from probseq.data.spec import DataSpec
+from probseq.errors import UserError
+from probseq.models.registry import build_model
+from probseq.train.checkpoint import safe_load
+from probseq.train.fit import fit, training_options
+
+SPEC = DataSpec("binary", 4)
+
+
+def _toy_dataset(seed=0):
+    g = torch.Generator().manual_seed(seed)
+
+    def seqs(n):
+        out = []
+        for _ in range(n):
+            t = int(torch.randint(3, 9, (1,), generator=g))
+            x = torch.zeros(t, 4)
+            x[torch.arange(t), torch.arange(t) % 4] = 1.0   # a rotating one-hot pattern
+            flip = torch.bernoulli(torch.full((t, 4), 0.05), generator=g)
+            out.append((x + flip) % 2)
+        return out
+
+    return Dataset("toy", SPEC, {"train": seqs(40), "valid": seqs(10), "test": seqs(10)})
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return build_model("gru", SPEC, {"hidden": 8})
+
+
+def test_fit_writes_weights_checkpoint_and_json_log(tmp_path):
+    model = _model()
+    summary = fit(model, _toy_dataset(), tmp_path, steps=30, options={"lr": 0.02, "eval_every": 10,
+                                                                        "batch_size": 8}, progress=False)
+    assert summary.steps == 30
+    for name in ("model.pt", "checkpoint.pt", "log.jsonl"):
+        assert (tmp_path / name).is_file()
+    events = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert {"start", "train", "valid", "end"} <= {e["event"] for e in events}
+    valid = [e["valid_loss"] for e in events if e["event"] == "valid"]
+    assert valid[-1] < valid[0], "validation loss did not improve on a learnable pattern"
+    weights = safe_load(tmp_path / "model.pt")["state_dict"]
+    best = min(valid)
+    assert summary.best_valid == pytest.approx(best)
+    model.load_state_dict(weights)   # model.pt holds the best validation weights
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
+    opts = {"lr": 0.02, "batch_size": 8, "checkpoint_every": 5, "eval_every": 7}
+    straight = _model()
+    fit(straight, _toy_dataset(), tmp_path / "a", steps=25, options=opts, progress=False)
+
+    crashing = _model()
+    calls = {"n": 0}
+
+    def crash(step, total):
+        calls["n"] += 1
+        if step == 13:
+            raise KeyboardInterrupt
+
+    crashing.on_train_step = crash
+    with pytest.raises(KeyboardInterrupt):
+        fit(crashing, _toy_dataset(), tmp_path / "b", steps=25, options=opts, progress=False)
+    resumed = _model(seed=123)       # a fresh process would rebuild the model with other weights
+    fit(resumed, _toy_dataset(), tmp_path / "b", steps=25, options=opts, resume=True, progress=False)
+    final_a = safe_load(tmp_path / "a" / "checkpoint.pt")["model"]
+    final_b = safe_load(tmp_path / "b" / "checkpoint.pt")["model"]
+    for key in final_a:
+        torch.testing.assert_close(final_b[key], final_a[key], rtol=0, atol=0)
+
+
+def test_same_seed_same_run(tmp_path):
+    opts = {"lr": 0.02, "batch_size": 8}
+    a, b = _model(), _model()
+    fit(a, _toy_dataset(), tmp_path / "a", steps=12, seed=3, options=opts, progress=False)
+    fit(b, _toy_dataset(), tmp_path / "b", steps=12, seed=3, options=opts, progress=False)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_early_stopping_stops(tmp_path):
+    summary = fit(_model(), _toy_dataset(), tmp_path, steps=2000,
+                  options={"lr": 0.05, "batch_size": 8, "eval_every": 5, "patience": 2}, progress=False)
+    assert summary.stopped_early and summary.steps < 2000
+
+
+def test_divergence_is_reported_clearly(tmp_path):
+    model = _model()
+    model.loss = lambda batch, generator=None: torch.tensor(float("nan"), requires_grad=True)
+    with pytest.raises(UserError, match="diverged"):
+        fit(model, _toy_dataset(), tmp_path, steps=3, progress=False)
+
+
+def test_training_options_are_checked():
+    with pytest.raises(UserError, match="unknown training option"):
+        training_options(_model(), {"learning_rate": "0.1"})
+    with pytest.raises(UserError, match="not a valid float"):
+        training_options(_model(), {"lr": "fast"})
+    assert training_options(_model(), {"lr": "0.5"})["lr"] == 0.5

@@ -1,0 +1,29 @@
+"""Every script in examples/ runs with tiny arguments, so the examples never rot.
+
+A new example must add its tiny arguments to ``TINY_ARGS``; the test fails otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+TINY_ARGS = {
+    "fit_and_compare.py": ["--steps", "3", "--hidden", "8"],
+    "length_models.py": ["--steps", "3", "--hidden", "8", "--samples", "5"],
+    "continue_chorale.py": ["--steps", "3", "--hidden", "8", "--out", "{tmp}"],
+}
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.py")), ids=lambda p: p.name)
+def test_example_runs_with_tiny_arguments(path, tmp_path):
+    assert path.name in TINY_ARGS, f"add tiny arguments for {path.name} to TINY_ARGS"
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    args = module.parse_args([a.replace("{tmp}", str(tmp_path)) for a in TINY_ARGS[path.name]])
+    assert module.main(args) is not None

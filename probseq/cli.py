@@ -344,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="fit two models to the embedded JSB chorales, compare, sample MIDI")
     p.add_argument("--out", default="probseq-demo")
-    p.add_argument("--steps", type=int, default=400, help="training steps per model")
+    p.add_argument("--steps", type=int, default=300, help="training steps of the GRU")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
 

@@ -36,8 +36,8 @@ def run_demo(out: Path, *, steps: int = 400, quiet: bool = False) -> int:
           f"valid / {len(data.splits['test'])} test chorales, {data.spec.dim} keys per frame")
     runs = {}
     for name, hyper, train_opts, n_steps in (
-        ("independent", {}, {"eval_every": 50}, min(steps, 200)),
-        ("gru", {"hidden": 128}, {"lr": 3e-3, "eval_every": 50}, steps),
+        ("independent", {}, {"eval_every": 25}, min(steps, 50)),
+        ("gru", {"hidden": 128}, {"eval_every": 50}, steps),
     ):
         run_dir = out / name
         torch.manual_seed(0)

@@ -41,6 +41,26 @@ class IndependentFrames(SequenceModel):
         self.frame_params = nn.Parameter(torch.zeros(self.frame.param_dim))
         self.length_head = nn.Parameter(torch.zeros(self.length_model.head_dim))
 
+    def prepare(self, dataset) -> None:
+        """Start from the maximum-likelihood frame parameters of the training set.
+
+        Bernoulli: logits of the per-unit frequencies, smoothed as ``(k + 1/2) / (n + 1)`` so that
+        a key never played in training keeps a finite probability; Gaussian: per-dimension mean and
+        log standard deviation; categorical: log of the smoothed symbol frequencies. Training then
+        only fits the length model (and polishes nothing else: these are the optimum).
+        """
+        frames = torch.cat([torch.as_tensor(s) for s in dataset.split("train")]).to(torch.float64)
+        with torch.no_grad():
+            if self.spec.kind == "binary":
+                p = (frames.sum(0) + 0.5) / (frames.shape[0] + 1.0)
+                self.frame_params.copy_(torch.log(p) - torch.log1p(-p))
+            elif self.spec.kind == "real":
+                std = frames.std(0, unbiased=False).clamp_min(1e-3)
+                self.frame_params.copy_(torch.cat([frames.mean(0), std.log()]))
+            else:
+                counts = torch.bincount(frames.long(), minlength=self.spec.dim).to(torch.float64)
+                self.frame_params.copy_(torch.log((counts + 0.5) / (counts.sum() + 0.5 * self.spec.dim)))
+
     def log_prob(self, batch: Batch, *, estimator=None, samples=None, generator=None) -> LogProb:
         estimator = self.check_estimator(estimator)
         self.validate_batch(batch)

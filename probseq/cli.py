@@ -122,6 +122,8 @@ def cmd_fit(args) -> int:
         model = build_model(args.model, dataset.spec, model_opts)
         opts = training_options(model, train_opts)
         train = dataset.split("train")
+        for split, examples in dataset.splits.items():
+            model.validate_examples(examples, f"the {split} split")
         steps = args.steps
         if steps is None:
             import math
@@ -161,6 +163,7 @@ def cmd_evaluate(args) -> int:
     dataset, name = _dataset_for_run(info, args)
     _check_compatible(model, dataset)
     examples = dataset.split(args.split)
+    model.validate_examples(examples, f"the {args.split} split")
     result: dict[str, Any] = {"model": info["model"], "dataset": name, "split": args.split}
     generator = torch.Generator().manual_seed(args.seed)
     if args.metric == "nll":

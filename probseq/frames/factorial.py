@@ -31,7 +31,8 @@ def _check_finite(x: Tensor, what: str) -> None:
 class BernoulliFrame(FrameDistribution):
     """Independent Bernoulli units, parameterised by logits ``a``: ``p(x_d=1) = sigmoid(a_d)``.
 
-    ``log p(x | a) = sum_d x_d a_d - softplus(a_d)``.  Temperature divides the logits.
+    ``log p(x | a) = sum_d x_d a_d - softplus(a_d)``.  Temperature divides the logits. Frames with
+    values in (0, 1) (grey-level video) give the cross-entropy, the usual surrogate.
     """
 
     data_kind = "binary"
@@ -53,8 +54,9 @@ class BernoulliFrame(FrameDistribution):
 
     def validate(self, x):
         _check_finite(x, "the data")
-        if not ((x == 0) | (x == 1)).all():
-            raise UserError("binary frames must contain only 0 and 1")
+        if not ((x >= 0) & (x <= 1)).all():
+            raise UserError("binary frames must lie in [0, 1] (0/1 values, or intensities used as "
+                            "Bernoulli means)")
 
 
 class GaussianFrame(FrameDistribution):

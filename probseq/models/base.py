@@ -208,6 +208,25 @@ class SequenceModel(nn.Module):
         return None
 
     # ------------------------------------------------------------------ validation
+    def validate_examples(self, examples: list[Any], where: str = "the data") -> None:
+        """Check a whole split once, at the boundary: shapes, NaN/inf, the frames' support.
+
+        Raises :class:`UserError` naming the first offending sequence. Conditional models whose
+        examples are not frame tensors override this.
+        """
+        frame = getattr(self, "frame", None)
+        for i, example in enumerate(examples):
+            x = torch.as_tensor(example)
+            expected = (1,) if self.spec.kind == "categorical" else (2, self.spec.dim)
+            if x.dim() != expected[0] or (len(expected) == 2 and x.shape[-1] != expected[1]):
+                want = "(time,)" if self.spec.kind == "categorical" else f"(time, {self.spec.dim})"
+                raise UserError(f"sequence {i} of {where} has shape {tuple(x.shape)}; the model expects {want}")
+            if frame is not None:
+                try:
+                    frame.validate(x)
+                except UserError as exc:
+                    raise UserError(f"sequence {i} of {where}: {exc}") from None
+
     def validate_batch(self, batch: Batch) -> None:
         """Raise :class:`UserError` if ``batch`` is not data this model was built for."""
         if self.spec.kind == "categorical":

@@ -1,0 +1,588 @@
+"""Restricted Boltzmann machines: the RBM itself and the RBM as a frame distribution.
+
+An RBM over visible units ``v`` (``D`` of them) and binary hidden units ``h`` (``H``) is
+
+.. math::
+
+    P(v, h) = \\frac{e^{-E(v, h)}}{Z}, \\qquad P(v) = \\frac{e^{-F(v)}}{Z}, \\qquad
+    Z = \\sum_v e^{-F(v)}\\ \\Big(\\text{or } \\int e^{-F(v)}\\, dv\\Big),
+
+with, for **Bernoulli** visibles (``v`` in ``{0,1}^D``),
+
+.. math::
+
+    E(v, h) = -b^\\top v - c^\\top h - v^\\top W h, \\qquad
+    F(v) = -b^\\top v - \\sum_j \\operatorname{softplus}(c_j + (W^\\top v)_j),
+
+and for **Gaussian** visibles with standard deviations ``sigma`` (fixed, or learned as
+``log sigma``; the Gaussian–Bernoulli energy of Sutskever 2013, §2.5 / eq. 2.33, and Hinton 2010,
+§13.2)
+
+.. math::
+
+    E(v, h) = \\sum_i \\frac{(v_i - b_i)^2}{2\\sigma_i^2} - c^\\top h - \\sum_{ij} \\frac{v_i}{\\sigma_i} W_{ij} h_j,
+    \\qquad F(v) = \\sum_i \\frac{(v_i - b_i)^2}{2\\sigma_i^2} - \\sum_j
+    \\operatorname{softplus}\\big(c_j + (W^\\top (v / \\sigma))_j\\big),
+
+so that ``p(h_j = 1 | v) = sigmoid(c_j + (W^T (v/sigma))_j)``, ``p(v_i = 1 | h) = sigmoid(b_i + (W h)_i)``
+(Bernoulli) and ``p(v_i | h) = N(b_i + sigma_i (W h)_i, sigma_i^2)`` (Gaussian).
+
+**Conditional RBMs.** Every method takes optional ``visible_bias`` ``(..., D)`` and ``hidden_bias``
+``(..., H)`` that *replace* the RBM's own biases, one per example; their leading shape broadcasts
+against the data's. This is how RTRBM, RNN-RBM and TRBM (biases set per time step by a backbone)
+reuse one implementation, and how the Gibbs chains of all time steps of a batch run at once as one
+batched RBM.
+
+**Log-partition** (:meth:`RBM.log_partition`): ``"exact"`` enumerates the smaller layer
+(``2^min(D, H)`` terms; the Gaussian case enumerates the hiddens and integrates the visibles
+analytically:
+``log Z = sum_i log(sqrt(2 pi) sigma_i) + logsumexp_h [c^T h + sum_i (b_i u_i / sigma_i + u_i^2 / 2)]``,
+``u = W h``); ``"ais"`` is annealed importance sampling (Salakhutdinov & Murray 2008), in
+:mod:`probseq.evaluate.ais`, with a standard error.
+
+**Training** is contrastive divergence (Hinton 2002): :meth:`RBM.cd_loss` returns the surrogate
+``F(v_data) - F(v_neg)`` with the negatives ``v_neg`` (``k`` Gibbs steps from the data, or from
+persistent chains, Tieleman 2008) detached, so its gradient is the CD-k estimate of the gradient
+of ``-log P(v)``. :meth:`RBM.cd_gradients` computes the same gradient by hand (no autograd) for
+the fast path of an unconditional RBM.
+
+References:
+    Hinton (2002), Training products of experts by minimizing contrastive divergence.
+    Tieleman (2008), Training RBMs using approximations to the likelihood gradient.
+    Salakhutdinov & Murray (2008), On the quantitative analysis of deep belief networks.
+    Hinton (2010), A practical guide to training RBMs.
+    Sutskever (2013), Training recurrent neural networks, PhD thesis, ch. 2-3.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from probseq.errors import UserError
+from probseq.frames.base import FrameDistribution
+
+__all__ = ["RBM", "RBMFrame", "LogPartition", "binary_states", "VISIBLE_KINDS"]
+
+VISIBLE_KINDS = ("bernoulli", "gaussian")
+_LOG_SIGMA_RANGE = (-7.0, 5.0)
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+#: at most this many units may be enumerated by the exact log-partition
+MAX_EXACT_UNITS = 24
+#: elements per chunk of the enumeration (bounds memory)
+_CHUNK_ELEMENTS = 1 << 22
+
+
+@dataclass
+class LogPartition:
+    """``log Z`` of one RBM or of a batch of RBMs (one per bias vector), with how it was computed.
+
+    Attributes:
+        value: ``(...)`` log-partition(s); the shape is the broadcast batch shape of the biases
+            (``()`` for an RBM with its own biases).
+        stderr: ``(...)`` standard error of ``value`` (AIS), ``None`` when exact.
+        method: ``"exact"`` or ``"ais"``.
+        chains, steps: the AIS chain count and number of intermediate distributions (``None`` if exact).
+        ess: ``(...)`` effective sample size of the AIS weights (``None`` if exact).
+    """
+
+    value: Tensor
+    stderr: Tensor | None
+    method: str
+    chains: int | None = None
+    steps: int | None = None
+    ess: Tensor | None = None
+
+
+def binary_states(n: int, *, dtype: torch.dtype | None = None, start: int = 0,
+                  stop: int | None = None) -> Tensor:
+    """Binary vectors ``start..stop-1`` of ``{0,1}^n`` in counting order, shape ``(stop-start, n)``."""
+    stop = 2 ** n if stop is None else stop
+    idx = torch.arange(start, stop)
+    bits = 2 ** torch.arange(n - 1, -1, -1)
+    return ((idx.unsqueeze(1) // bits) % 2).to(dtype or torch.get_default_dtype())
+
+
+def _bernoulli(probs: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Bernoulli draws as ``uniform < p`` (same law as ``torch.bernoulli``, faster on CPU)."""
+    u = torch.rand(probs.shape, generator=generator, dtype=probs.dtype, device=probs.device)
+    return u.lt_(probs)
+
+
+class RBM(nn.Module):
+    """A restricted Boltzmann machine with Bernoulli or Gaussian visibles and Bernoulli hiddens.
+
+    Args:
+        n_visible: ``D``. n_hidden: ``H``.
+        visible: ``"bernoulli"`` or ``"gaussian"``.
+        sigma: initial (or fixed) standard deviation of Gaussian visibles.
+        learn_sigma: learn ``log sigma`` (a parameter) instead of keeping it fixed (a buffer).
+        init_std: the weights start as ``N(0, init_std^2)``; the biases at zero.
+
+    Parameters: ``weight`` ``(D, H)``, ``visible_bias`` ``(D,)``, ``hidden_bias`` ``(H,)`` and, for
+    Gaussian visibles, ``log_sigma`` ``(D,)``.
+
+    Shapes: data ``v`` is ``(..., D)``; bias overrides ``(..., D)`` / ``(..., H)`` broadcast
+    against it; per-example results have the leading shape ``(...)``.
+    """
+
+    def __init__(self, n_visible: int, n_hidden: int, visible: str = "bernoulli", *,
+                 sigma: float = 1.0, learn_sigma: bool = False, init_std: float = 0.01) -> None:
+        super().__init__()
+        if visible not in VISIBLE_KINDS:
+            raise UserError(f"RBM visible units must be one of {', '.join(VISIBLE_KINDS)}, got {visible!r}")
+        if int(n_visible) < 1 or int(n_hidden) < 1:
+            raise UserError(f"an RBM needs at least one visible and one hidden unit, got "
+                            f"{n_visible} and {n_hidden}")
+        if sigma <= 0:
+            raise UserError(f"the visible standard deviation sigma must be positive, got {sigma}")
+        self.n_visible, self.n_hidden, self.visible = int(n_visible), int(n_hidden), visible
+        self.weight = nn.Parameter(torch.randn(self.n_visible, self.n_hidden) * init_std)
+        self.visible_bias = nn.Parameter(torch.zeros(self.n_visible))
+        self.hidden_bias = nn.Parameter(torch.zeros(self.n_hidden))
+        self.learn_sigma = bool(learn_sigma)
+        if visible == "gaussian":
+            log_sigma = torch.full((self.n_visible,), math.log(sigma))
+            if self.learn_sigma:
+                self.log_sigma = nn.Parameter(log_sigma)
+            else:
+                self.register_buffer("log_sigma", log_sigma)
+        #: persistent chains of :meth:`cd_loss` / :meth:`cd_gradients` with ``persistent=True``
+        #: (not part of the state dict: a training-time convenience)
+        self.persistent_chains: Tensor | None = None
+
+    def extra_repr(self) -> str:
+        return f"n_visible={self.n_visible}, n_hidden={self.n_hidden}, visible={self.visible!r}"
+
+    # ----------------------------------------------------------------- pieces
+    @property
+    def gaussian(self) -> bool:
+        return self.visible == "gaussian"
+
+    @property
+    def sigma(self) -> Tensor | None:
+        """``(D,)`` visible standard deviations (Gaussian visibles), else ``None``."""
+        if not self.gaussian:
+            return None
+        return torch.exp(self.log_sigma.clamp(*_LOG_SIGMA_RANGE))
+
+    def biases(self, visible_bias: Tensor | None = None,
+               hidden_bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The biases in use: the overrides where given, else the RBM's own."""
+        vb = self.visible_bias if visible_bias is None else visible_bias
+        hb = self.hidden_bias if hidden_bias is None else hidden_bias
+        if vb.shape[-1] != self.n_visible:
+            raise ValueError(f"visible_bias must end in {self.n_visible}, got shape {tuple(vb.shape)}")
+        if hb.shape[-1] != self.n_hidden:
+            raise ValueError(f"hidden_bias must end in {self.n_hidden}, got shape {tuple(hb.shape)}")
+        return vb, hb
+
+    def _scaled(self, v: Tensor) -> Tensor:
+        """``v / sigma`` (Gaussian) or ``v``: what multiplies ``W`` in the energy."""
+        return v / self.sigma if self.gaussian else v
+
+    def hidden_logits(self, v: Tensor, hidden_bias: Tensor | None = None) -> Tensor:
+        """``c + W^T (v / sigma)``, shape ``(..., H)``: ``p(h = 1 | v) = sigmoid(.)``."""
+        _, hb = self.biases(None, hidden_bias)
+        return hb + self._scaled(v) @ self.weight
+
+    def visible_activation(self, h: Tensor, visible_bias: Tensor | None = None) -> Tensor:
+        """Bernoulli: logits ``b + W h``; Gaussian: means ``b + sigma * (W h)``; shape ``(..., D)``."""
+        vb, _ = self.biases(visible_bias, None)
+        wh = h @ self.weight.t()
+        return vb + (self.sigma * wh if self.gaussian else wh)
+
+    def visible_mean(self, h: Tensor, visible_bias: Tensor | None = None) -> Tensor:
+        """``E[v | h]``, shape ``(..., D)``."""
+        act = self.visible_activation(h, visible_bias)
+        return act if self.gaussian else torch.sigmoid(act)
+
+    def sample_hidden(self, v: Tensor, hidden_bias: Tensor | None = None, *, temperature: float = 1.0,
+                      generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """``h ~ p(h | v)`` (at ``temperature``); returns ``(h, p(h = 1 | v))``."""
+        probs = torch.sigmoid(self.hidden_logits(v, hidden_bias) / temperature)
+        return _bernoulli(probs, generator), probs
+
+    def sample_visible(self, h: Tensor, visible_bias: Tensor | None = None, *, temperature: float = 1.0,
+                       generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """``v ~ p(v | h)`` (at ``temperature``); returns ``(v, E[v | h])`` at that temperature.
+
+        Temperature ``T`` samples ``P(v, h)^{1/T}``: logits are divided by ``T``; for Gaussian
+        visibles the variance is multiplied by ``T`` (the mean is unchanged).
+        """
+        act = self.visible_activation(h, visible_bias)
+        if self.gaussian:
+            noise = torch.randn(act.shape, generator=generator, dtype=act.dtype, device=act.device)
+            return act + math.sqrt(temperature) * self.sigma * noise, act
+        probs = torch.sigmoid(act / temperature)
+        return _bernoulli(probs, generator), probs
+
+    # ----------------------------------------------------------------- energies
+    def energy(self, v: Tensor, h: Tensor, visible_bias: Tensor | None = None,
+               hidden_bias: Tensor | None = None) -> Tensor:
+        """``E(v, h)``, shape ``(...)`` (the broadcast of the leading shapes)."""
+        vb, hb = self.biases(visible_bias, hidden_bias)
+        interaction = ((self._scaled(v) @ self.weight) * h).sum(-1)
+        if self.gaussian:
+            visible_term = (0.5 * ((v - vb) / self.sigma) ** 2).sum(-1)
+        else:
+            visible_term = -(v * vb).sum(-1)
+        return visible_term - (h * hb).sum(-1) - interaction
+
+    def free_energy(self, v: Tensor, visible_bias: Tensor | None = None,
+                    hidden_bias: Tensor | None = None) -> Tensor:
+        """``F(v) = -log sum_h exp(-E(v, h))``, shape ``(...)``; ``log P(v) = -F(v) - log Z``.
+
+        Cost ``O(D H)`` per example.
+        """
+        vb, _ = self.biases(visible_bias, hidden_bias)
+        hidden_term = F.softplus(self.hidden_logits(v, hidden_bias)).sum(-1)
+        if self.gaussian:
+            return (0.5 * ((v - vb) / self.sigma) ** 2).sum(-1) - hidden_term
+        return -(v * vb).sum(-1) - hidden_term
+
+    # ----------------------------------------------------------------- Gibbs sampling
+    @torch.no_grad()
+    def gibbs(self, v: Tensor, steps: int, visible_bias: Tensor | None = None,
+              hidden_bias: Tensor | None = None, *, temperature: float = 1.0,
+              generator: torch.Generator | None = None) -> Tensor:
+        """``steps`` rounds of block Gibbs sampling ``v -> h -> v`` started at ``v``; returns the last ``v``.
+
+        All chains (the leading shape of ``v`` broadcast with the biases') run at once.
+        """
+        vb, hb = self.biases(visible_bias, hidden_bias)
+        for _ in range(int(steps)):
+            h, _ = self.sample_hidden(v, hb, temperature=temperature, generator=generator)
+            v, _ = self.sample_visible(h, vb, temperature=temperature, generator=generator)
+        return v
+
+    @torch.no_grad()
+    def sample(self, shape: tuple[int, ...] | torch.Size = (), *, steps: int = 100,
+               visible_bias: Tensor | None = None, hidden_bias: Tensor | None = None,
+               temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+        """Approximate samples of ``P(v)``: ``steps`` Gibbs rounds (at least one visible draw).
+
+        The chain starts at ``h ~ Bernoulli(sigmoid(c / T))``, the hiddens' law when ``W = 0``
+        (for a conditional RBM the hidden bias carries what the context predicts), then draws
+        ``v | h`` and runs ``steps - 1`` further rounds. Shape ``shape + batch + (D,)``, where
+        ``batch`` is the broadcast leading shape of the biases.
+        """
+        vb, hb = self.biases(visible_bias, hidden_bias)
+        batch = torch.broadcast_shapes(vb.shape[:-1], hb.shape[:-1])
+        probs = torch.sigmoid(hb / temperature).expand(*shape, *batch, self.n_hidden)
+        h = _bernoulli(probs.contiguous(), generator)
+        v, _ = self.sample_visible(h, vb, temperature=temperature, generator=generator)
+        return self.gibbs(v, max(int(steps) - 1, 0), vb, hb, temperature=temperature, generator=generator)
+
+    @torch.no_grad()
+    def mean_field(self, visible_bias: Tensor | None = None, hidden_bias: Tensor | None = None, *,
+                   steps: int = 20, damping: float = 0.5) -> Tensor:
+        """A deterministic mean-field estimate of ``E[v]``, shape ``batch + (D,)``.
+
+        Fixed-point iteration of the naive mean-field equations
+        ``mu_h = sigmoid(c + W^T (mu_v / sigma))``, ``mu_v = E[v | h = mu_h]``, started at
+        ``mu_h = sigmoid(c)`` and damped (``mu <- damping * mu_old + (1 - damping) * mu_new``)
+        against oscillation. Exact when ``W = 0``; an approximation otherwise (it ignores the
+        correlations the hiddens induce), cheap and free of sampling noise.
+        """
+        vb, hb = self.biases(visible_bias, hidden_bias)
+        mu_h = torch.sigmoid(hb)
+        mu_v = self.visible_mean(mu_h, vb)
+        for _ in range(int(steps)):
+            mu_h = damping * mu_h + (1 - damping) * torch.sigmoid(self.hidden_logits(mu_v, hb))
+            mu_v = self.visible_mean(mu_h, vb)
+        return mu_v
+
+    # ----------------------------------------------------------------- contrastive divergence
+    def _negatives(self, v: Tensor, k: int, persistent: bool, vb: Tensor, hb: Tensor,
+                   generator: torch.Generator | None) -> Tensor:
+        start = v.detach()
+        if persistent:
+            chains = self.persistent_chains
+            if chains is not None and chains.shape == start.shape and chains.dtype == start.dtype:
+                start = chains
+        negatives = self.gibbs(start, k, vb.detach(), hb.detach(), generator=generator)
+        if persistent:
+            self.persistent_chains = negatives
+        return negatives
+
+    def cd_loss(self, v: Tensor, k: int = 1, *, persistent: bool = False,
+                visible_bias: Tensor | None = None, hidden_bias: Tensor | None = None,
+                generator: torch.Generator | None = None) -> Tensor:
+        """The CD-k surrogate ``F(v) - F(v_neg)`` per example, shape ``(...)``.
+
+        ``v_neg`` is the end of ``k`` Gibbs rounds started at ``v`` (CD-k) or, with
+        ``persistent=True``, at the previous call's negatives when they have ``v``'s shape
+        (persistent CD; otherwise at ``v``). ``v_neg`` is detached, so the gradient with respect
+        to the parameters and to the bias overrides is the CD-k estimate of
+        ``d(-log P(v))/d theta = E_data[dF/d theta] - E_model[dF/d theta]``. The value itself is
+        not a log-likelihood.
+        """
+        vb, hb = self.biases(visible_bias, hidden_bias)
+        negatives = self._negatives(v, k, persistent, vb, hb, generator)
+        return self.free_energy(v, vb, hb) - self.free_energy(negatives, vb, hb)
+
+    @torch.no_grad()
+    def cd_gradients(self, v: Tensor, k: int = 1, *, persistent: bool = False,
+                     generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Hand-written CD-k gradient of the mean surrogate over a batch ``v`` ``(N, D)``.
+
+        Returns ``{"weight", "visible_bias", "hidden_bias"[, "log_sigma"]}`` equal to the
+        autograd gradient of ``cd_loss(v, k).mean()`` given the same negatives (checked in
+        float64 against autograd in the tests); the Bernoulli case is
+        ``dW = -(v^T p(h|v) - v_neg^T p(h|v_neg)) / N``. Uses the RBM's own biases (the fast
+        path for an unconditional RBM); ``log_sigma`` gets a gradient only when it is learned.
+        """
+        if v.dim() != 2:
+            raise ValueError(f"cd_gradients expects a batch of shape (N, D), got {tuple(v.shape)}")
+        if int(k) < 1:
+            raise ValueError(f"CD-k needs k >= 1 Gibbs rounds, got {k}")
+        n = v.shape[0]
+        vb, hb = self.visible_bias, self.hidden_bias
+        xs_pos = self._scaled(v)
+        p_pos = torch.sigmoid(hb + xs_pos @ self.weight)
+        # the chain of _negatives() written out, reusing p(h | v_data) for its first hidden draw
+        # (same random stream, one matrix product fewer)
+        chains = self.persistent_chains if persistent else None
+        if chains is not None and chains.shape == v.shape and chains.dtype == v.dtype:
+            p_h = torch.sigmoid(hb + self._scaled(chains) @ self.weight)
+        else:
+            p_h = p_pos
+        for _ in range(int(k)):
+            negatives, _ = self.sample_visible(_bernoulli(p_h, generator), vb, generator=generator)
+            xs_neg = self._scaled(negatives)
+            p_h = torch.sigmoid(hb + xs_neg @ self.weight)
+        if persistent:
+            self.persistent_chains = negatives
+        p_neg = p_h
+        grads = {
+            "weight": (xs_neg.t() @ p_neg - xs_pos.t() @ p_pos) / n,
+            "hidden_bias": (p_neg - p_pos).mean(0),
+        }
+        if self.gaussian:
+            sigma = self.sigma
+            grads["visible_bias"] = ((negatives - v) / sigma ** 2).mean(0)
+            if self.learn_sigma:
+                # d F / d log sigma_i = -(v_i - b_i)^2 / sigma_i^2 + (v_i / sigma_i) (W p(h|v))_i
+                def dlog(x, xs, p):
+                    return (-((x - vb) / sigma) ** 2 + xs * (p @ self.weight.t())).mean(0)
+
+                inside = (self.log_sigma >= _LOG_SIGMA_RANGE[0]) & (self.log_sigma <= _LOG_SIGMA_RANGE[1])
+                grads["log_sigma"] = (dlog(v, xs_pos, p_pos) - dlog(negatives, xs_neg, p_neg)) * inside
+        else:
+            grads["visible_bias"] = (negatives - v).mean(0)
+        return grads
+
+    @torch.no_grad()
+    def cd_step(self, v: Tensor, *, lr: float, k: int = 1, persistent: bool = False,
+                momentum: float = 0.0, generator: torch.Generator | None = None) -> None:
+        """One SGD step (optionally with momentum) on the CD-k gradient of :meth:`cd_gradients`.
+
+        The fast path for static pre-training (e.g. the RTRBM's CD-5 initialisation) and for the
+        throughput benchmark; training inside sequence models goes through :meth:`cd_loss`.
+        Without momentum, Bernoulli visibles take a fused route (bias-add fused into the matrix
+        products, in-place sigmoids, the update accumulated straight into ``W`` by ``addmm_``)
+        that draws the same random numbers and makes the same update as
+        ``param -= lr * cd_gradients(...)`` (tested).
+        """
+        if not momentum and not self.gaussian:
+            self._fused_bernoulli_cd_step(v, lr=lr, k=k, persistent=persistent, generator=generator)
+            return
+        grads = self.cd_gradients(v, k, persistent=persistent, generator=generator)
+        velocity = getattr(self, "_velocity", None)
+        if momentum and velocity is None:
+            velocity = self._velocity = {name: torch.zeros_like(g) for name, g in grads.items()}
+        for name, grad in grads.items():
+            param = getattr(self, name)
+            if momentum:
+                velocity[name].mul_(momentum).add_(grad)
+                grad = velocity[name]
+            param.sub_(lr * grad)
+
+    def _fused_bernoulli_cd_step(self, v: Tensor, *, lr: float, k: int, persistent: bool,
+                                 generator: torch.Generator | None) -> None:
+        if v.dim() != 2 or int(k) < 1:
+            raise ValueError(f"cd_step expects a batch (N, D) and k >= 1, got {tuple(v.shape)} and {k}")
+        w, vb, hb = self.weight, self.visible_bias, self.hidden_bias
+        n = v.shape[0]
+        p_pos = torch.addmm(hb, v, w).sigmoid_()
+        chains = self.persistent_chains if persistent else None
+        if chains is not None and chains.shape == v.shape and chains.dtype == v.dtype:
+            p_h = torch.addmm(hb, chains, w).sigmoid_()
+        else:
+            p_h = p_pos
+        for _ in range(int(k)):
+            h = _bernoulli(p_h, generator)
+            negatives = _bernoulli(torch.addmm(vb, h, w.t()).sigmoid_(), generator)
+            p_h = torch.addmm(hb, negatives, w).sigmoid_()
+        if persistent:
+            self.persistent_chains = negatives
+        scale = lr / n
+        w.addmm_(v.t(), p_pos, alpha=scale).addmm_(negatives.t(), p_h, alpha=-scale)
+        hb.add_(p_pos.sum(0) - p_h.sum(0), alpha=scale)
+        vb.add_(v.sum(0) - negatives.sum(0), alpha=scale)
+
+    # ----------------------------------------------------------------- log-partition
+    def exact_units(self) -> int:
+        """How many units exact enumeration must sum over (``min(D, H)``; ``H`` for Gaussian visibles)."""
+        return self.n_hidden if self.gaussian else min(self.n_visible, self.n_hidden)
+
+    def log_partition(self, method: str = "exact", *, visible_bias: Tensor | None = None,
+                      hidden_bias: Tensor | None = None, chains: int = 100, steps: int = 1000,
+                      generator: torch.Generator | None = None,
+                      base_visible_bias: Tensor | None = None) -> LogPartition:
+        """``log Z`` for each RBM given by the (broadcast) biases.
+
+        Args:
+            method: ``"exact"`` (enumerate ``2^exact_units()`` states; at most 2^24) or ``"ais"``
+                (see :func:`probseq.evaluate.ais.ais_log_partition` for the estimator and its
+                standard error).
+            chains, steps, generator, base_visible_bias: AIS settings (ignored when exact).
+        """
+        vb, hb = self.biases(visible_bias, hidden_bias)
+        if method == "exact":
+            return LogPartition(self._exact_log_partition(vb, hb), None, "exact")
+        if method == "ais":
+            from probseq.evaluate.ais import ais_log_partition
+
+            return ais_log_partition(self, visible_bias=vb, hidden_bias=hb, chains=chains, steps=steps,
+                                     generator=generator, base_visible_bias=base_visible_bias)
+        raise UserError(f"unknown log-partition method {method!r}; expected exact or ais")
+
+    def log_prob(self, v: Tensor, *, method: str = "exact", log_z: LogPartition | None = None,
+                 visible_bias: Tensor | None = None, hidden_bias: Tensor | None = None,
+                 **log_partition_options) -> Tensor:
+        """``log P(v) = -F(v) - log Z``, shape ``(...)`` (exact given ``log Z``).
+
+        Pass ``log_z`` to reuse a computed log-partition; otherwise it is computed by ``method``.
+        """
+        vb, hb = self.biases(visible_bias, hidden_bias)
+        if log_z is None:
+            log_z = self.log_partition(method, visible_bias=visible_bias, hidden_bias=hidden_bias,
+                                       **log_partition_options)
+        return -self.free_energy(v, vb, hb) - log_z.value
+
+    def _exact_log_partition(self, vb: Tensor, hb: Tensor) -> Tensor:
+        units = self.exact_units()
+        if units > MAX_EXACT_UNITS:
+            raise UserError(
+                f"the exact log-partition enumerates 2^{units} states, more than 2^{MAX_EXACT_UNITS}; "
+                f"use the ais estimator"
+            )
+        batch = torch.broadcast_shapes(vb.shape[:-1], hb.shape[:-1])
+        vb = vb.expand(*batch, self.n_visible)
+        hb = hb.expand(*batch, self.n_hidden)
+        width = max(self.n_visible, self.n_hidden)
+        chunk = max(1, _CHUNK_ELEMENTS // max(1, math.prod(batch) * width))
+        total = 2 ** units
+        dtype = self.weight.dtype
+        pieces = []
+        enumerate_hidden = self.gaussian or self.n_hidden <= self.n_visible
+        for start in range(0, total, chunk):
+            states = binary_states(units, dtype=dtype, start=start, stop=min(total, start + chunk))
+            if enumerate_hidden:
+                u = states @ self.weight.t()                      # (C, D): W h
+                terms = hb @ states.t()                           # (..., C): c^T h
+                if self.gaussian:
+                    terms = terms + (vb / self.sigma) @ u.t() + 0.5 * (u * u).sum(-1)
+                else:
+                    terms = terms + F.softplus(vb.unsqueeze(-2) + u).sum(-1)
+            else:
+                terms = vb @ states.t() + F.softplus(hb.unsqueeze(-2) + states @ self.weight).sum(-1)
+            pieces.append(torch.logsumexp(terms, -1))
+        log_z = torch.logsumexp(torch.stack(pieces, -1), -1)
+        if self.gaussian:
+            log_z = log_z + (_HALF_LOG_2PI + torch.log(self.sigma)).sum()
+        return log_z
+
+
+class RBMFrame(FrameDistribution):
+    """An RBM as the per-step distribution ``p(x_t | theta_t)`` of a sequence model.
+
+    ``params`` ``(..., D + H)`` are dynamic bias *offsets* ``[delta_b (D), delta_c (H)]`` set by a
+    backbone; the step's RBM has biases ``b + delta_b`` and ``c + delta_c`` where ``b, c`` are the
+    wrapped :class:`RBM`'s own (shared over time) and ``W`` is shared too. With zero ``params`` the
+    frame is the plain RBM, so a pre-trained RBM drops in.
+
+    * :meth:`log_prob`: ``-F(x) - log Z``; ``log Z`` exact when the smaller layer has at most
+      ``exact_max_units`` units, otherwise AIS with the frame's settings (the global random
+      generator; sequence models call :meth:`log_prob_with_stderr` with an explicit generator).
+    * :meth:`loss`: the CD-k surrogate ``F(x) - F(x_neg)`` with ``k = cd_steps`` (mutable, so a
+      schedule can change it) and the negatives detached; the gradient reaches the backbone
+      through the biases.
+    * :meth:`sample`: ``sample_steps`` rounds of Gibbs sampling (see :meth:`RBM.sample`).
+    * :meth:`mean`: the mean-field estimate of ``E[x]`` (:meth:`RBM.mean_field`,
+      ``mean_field_steps`` damped iterations); deterministic.
+    """
+
+    likelihood_kind: ClassVar[str] = "estimate"
+
+    def __init__(self, n_visible: int, n_hidden: int, visible: str = "bernoulli", *, cd_steps: int = 1,
+                 sample_steps: int = 100, mean_field_steps: int = 20, exact_max_units: int = 12,
+                 ais_chains: int = 100, ais_steps: int = 1000, sigma: float = 1.0,
+                 learn_sigma: bool = False, init_std: float = 0.01) -> None:
+        super().__init__()
+        self.rbm = RBM(n_visible, n_hidden, visible, sigma=sigma, learn_sigma=learn_sigma,
+                       init_std=init_std)
+        self.data_kind = "real" if visible == "gaussian" else "binary"
+        self.param_dim = n_visible + n_hidden
+        self.input_dim = n_visible
+        self.event_shape = torch.Size([n_visible])
+        self.cd_steps = int(cd_steps)
+        self.sample_steps = int(sample_steps)
+        self.mean_field_steps = int(mean_field_steps)
+        self.exact_max_units = int(exact_max_units)
+        self.ais_chains = int(ais_chains)
+        self.ais_steps = int(ais_steps)
+
+    @property
+    def exact_by_default(self) -> bool:
+        """Whether :meth:`log_prob` enumerates (the smaller layer has at most ``exact_max_units``)."""
+        return self.rbm.exact_units() <= self.exact_max_units
+
+    def biases(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        """The step's full biases ``(b + delta_b, c + delta_c)`` from ``params`` ``(..., D + H)``."""
+        if params.shape[-1] != self.param_dim:
+            raise ValueError(f"RBM frame parameters must end in {self.param_dim}, got {tuple(params.shape)}")
+        d = self.rbm.n_visible
+        return self.rbm.visible_bias + params[..., :d], self.rbm.hidden_bias + params[..., d:]
+
+    def log_prob_with_stderr(self, params: Tensor, x: Tensor, *, method: str,
+                             chains: int | None = None, steps: int | None = None,
+                             generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
+        """``(log p(x | params), stderr)``, each of shape ``params.shape[:-1]`` (stderr ``None`` if exact)."""
+        vb, hb = self.biases(params)
+        log_z = self.rbm.log_partition(method, visible_bias=vb, hidden_bias=hb,
+                                       chains=chains or self.ais_chains, steps=steps or self.ais_steps,
+                                       generator=generator)
+        return -self.rbm.free_energy(x, vb, hb) - log_z.value, log_z.stderr
+
+    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
+        method = "exact" if self.exact_by_default else "ais"
+        return self.log_prob_with_stderr(params, x, method=method)[0]
+
+    def loss(self, params: Tensor, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        vb, hb = self.biases(params)
+        return self.rbm.cd_loss(x, self.cd_steps, visible_bias=vb, hidden_bias=hb, generator=generator)
+
+    def sample(self, params: Tensor, *, temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> Tensor:
+        vb, hb = self.biases(params)
+        return self.rbm.sample(steps=self.sample_steps, visible_bias=vb, hidden_bias=hb,
+                               temperature=temperature, generator=generator)
+
+    def mean(self, params: Tensor) -> Tensor:
+        vb, hb = self.biases(params)
+        return self.rbm.mean_field(vb, hb, steps=self.mean_field_steps)
+
+    def validate(self, x: Tensor) -> None:
+        if x.is_floating_point() and not torch.isfinite(x).all():
+            raise UserError("the data contains NaN or infinite values")
+        if self.data_kind == "binary" and not ((x == 0) | (x == 1)).all():
+            raise UserError("the likelihood of an RBM with Bernoulli visible units needs frames of 0s and 1s "
+                            "(intensities in [0, 1] can be trained on and predicted, not scored)")

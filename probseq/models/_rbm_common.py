@@ -1,0 +1,79 @@
+"""Pieces shared by the sequence models whose frames are RBMs (RTRBM, RNN-RBM).
+
+* choosing the likelihood estimator: ``exact`` (enumerating the smaller layer of every step's RBM)
+  by default when that layer has at most ``exact_max_units`` units, otherwise ``ais``;
+* the per-sequence log-likelihood ``sum_t [-F_t(x_t) - log Z_t]`` over the real (unpadded) frames,
+  with the AIS standard error ``sqrt(sum_t se_t^2)`` (the steps' chains are independent);
+* the validation score used for early stopping (a deterministic proxy: see
+  :func:`prediction_loss`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from probseq.errors import UserError
+from probseq.frames.rbm import RBM
+
+__all__ = ["resolve_estimator", "estimator_label", "sequence_log_prob", "prediction_loss"]
+
+
+def resolve_estimator(model, estimator: str | None, exact_by_default: bool) -> str:
+    """``None`` -> ``exact`` for tiny RBMs, else ``ais``; unknown names raise :class:`UserError`."""
+    if estimator is None:
+        return "exact" if exact_by_default else "ais"
+    if estimator not in model.estimators:
+        raise UserError(f"model {model.name!r} does not support estimator {estimator!r}; it supports "
+                        f"{', '.join(model.estimators)}")
+    return estimator
+
+
+def estimator_label(method: str, chains: int, steps: int) -> str:
+    """``"exact"`` or ``"ais-<chains>x<steps>"`` (chains x intermediate distributions)."""
+    return "exact" if method == "exact" else f"ais-{chains}x{steps}"
+
+
+def sequence_log_prob(rbm: RBM, x: Tensor, visible_bias: Tensor, hidden_bias: Tensor, mask: Tensor, *,
+                      method: str, chains: int, steps: int, generator: torch.Generator | None
+                      ) -> tuple[Tensor, Tensor | None]:
+    """``sum_t log P_t(x_t)`` per sequence over the frames where ``mask`` is true.
+
+    Args:
+        x: ``(B, T, D)`` frames (padding already zeroed). visible_bias: ``(B, T, D)`` or ``(D,)``.
+        hidden_bias: ``(B, T, H)`` or ``(H,)``. mask: ``(B, T)``.
+
+    Returns ``(values (B,), stderr (B,) or None)``; only the real frames' RBMs are evaluated (AIS
+    runs on all of them at once).
+    """
+    vb = visible_bias[mask] if visible_bias.dim() > 1 else visible_bias
+    hb = hidden_bias[mask] if hidden_bias.dim() > 1 else hidden_bias
+    frames = x[mask].to(rbm.weight.dtype)
+    if method == "ais" and chains < 2:
+        raise UserError(f"AIS needs at least 2 chains (--samples), got {chains}")
+    log_z = rbm.log_partition(method, visible_bias=vb, hidden_bias=hb, chains=chains, steps=steps,
+                              generator=generator)
+    per_frame = -rbm.free_energy(frames, vb, hb) - log_z.value.expand(frames.shape[0])
+    values = torch.zeros(mask.shape, dtype=per_frame.dtype).masked_scatter(mask, per_frame).sum(1)
+    if log_z.stderr is None:
+        return values, None
+    var = torch.zeros(mask.shape, dtype=per_frame.dtype).masked_scatter(mask, log_z.stderr ** 2)
+    return values, var.sum(1).sqrt()
+
+
+def prediction_loss(rbm: RBM, x: Tensor, prediction: Tensor, mask: Tensor) -> Tensor:
+    """Per-frame score of one-step-ahead predictions, pooled over real frames (lower is better).
+
+    Bernoulli visibles: the cross-entropy ``-sum_d [x log p + (1-x) log(1-p)]`` of the predicted
+    probabilities (clamped to ``[1e-6, 1 - 1e-6]``); Gaussian: the squared error summed over
+    dimensions. RBM sequence models use it as their validation loss: unlike the CD surrogate it is
+    deterministic and comparable across steps, and unlike AIS it is cheap.
+    """
+    if rbm.gaussian:
+        per = ((prediction - x) ** 2).sum(-1)
+    else:
+        p = prediction.clamp(1e-6, 1 - 1e-6)
+        per = -(x * torch.log(p) + (1 - x) * torch.log1p(-p)).sum(-1)
+    per = torch.where(mask, per, torch.zeros_like(per))
+    return per.sum() / max(int(mask.sum()), 1)
+

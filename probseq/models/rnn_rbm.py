@@ -1,0 +1,167 @@
+"""The RNN-RBM (Boulanger-Lewandowski, Bengio & Vincent 2012): an RNN that sets an RBM's biases.
+
+.. math::
+
+    P(v_{1:T}) = \\prod_t P_t(v_t), \\qquad
+    P_t(v_t) \\propto \\sum_{h} e^{-E(v_t, h;\\, b + \\delta b_t,\\, c + \\delta c_t)}, \\qquad
+    [\\delta b_t, \\delta c_t] = W_o\\, o_t + b_o, \\qquad o_t = \\mathrm{RNN}(v_1, \\dots, v_{t-1}),
+
+i.e. the generic :class:`~probseq.models.recurrent.RecurrentFrameModel` (a tanh RNN by default,
+``cell=gru|lstm`` possible; any length model) with an :class:`~probseq.frames.rbm.RBMFrame` as
+its frame distribution: ``W`` and the base biases ``b, c`` are shared over time, the readout adds
+the dynamic part (the paper's ``b_v^{(t)} = b_v + W_{uv} u^{(t-1)}``,
+``b_h^{(t)} = b_h + W_{uh} u^{(t-1)}``). Unlike the RTRBM, the recurrent state is a separate RNN
+rather than the RBM's own mean-field hiddens.
+
+* **Training**: the CD-k surrogate ``sum_t [F_t(v_t) - F_t(v~_t)]`` (negatives detached, Gibbs
+  chains of every time step run at once) backpropagated through the biases into the RNN, as in the
+  paper (§3); plus the length model's exact log-likelihood.
+* **Likelihood**: per-step ``log Z_t`` by AIS over all time steps at once (or exact for tiny RBMs),
+  kind ``estimate`` with a standard error; the paper's JSB figures are AIS estimates as well.
+* **Prediction**: the mean-field ``E[v_t]`` of each step's RBM given ``v_{<t}``
+  (:meth:`~probseq.frames.rbm.RBM.mean_field`).
+* ``prepare`` sets the RBM's visible bias from the training marginals and, with
+  ``pretrain_steps > 0``, pre-trains ``W`` as a static RBM by CD (the paper initialises from a
+  pre-trained RBM).
+
+Reference: Boulanger-Lewandowski, Bengio & Vincent (2012), Modeling temporal dependencies in
+high-dimensional sequences: application to polyphonic music generation and transcription. ICML.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from probseq.data.batch import Batch
+from probseq.data.spec import DataSpec
+from probseq.errors import UserError
+from probseq.frames.base import FrameDistribution
+from probseq.frames.rbm import RBMFrame
+from probseq.models._rbm_common import (estimator_label, prediction_loss, resolve_estimator,
+                                        sequence_log_prob)
+from probseq.models.base import LogProb
+from probseq.models.recurrent import RecurrentFrameModel
+from probseq.models.registry import register_model
+
+__all__ = ["RNNRBM"]
+
+
+@register_model
+class RNNRBM(RecurrentFrameModel):
+    """RNN-RBM; see the module docstring.
+
+    Hyperparameters (besides the backbone's ``hidden, layers, dropout, length, max_length``):
+        cell: ``rnn | gru | lstm``. rbm_hidden: the RBM's hidden units. cd_steps: ``k`` of CD-k.
+        sample_steps: Gibbs rounds per sampled frame. mean_field_steps: iterations of the
+        prediction. ais_chains / ais_steps: AIS defaults (``--samples`` overrides the chains).
+        exact_max_units: exact likelihood by default up to this many units in the smaller layer.
+        sigma / learn_sigma: Gaussian visibles. init_std: RBM weight initialisation.
+        pretrain_steps / pretrain_cd / pretrain_lr: optional static CD pre-training of the RBM.
+    """
+
+    name = "rnn-rbm"
+    likelihood_kind = "estimate"
+    estimators = ("ais", "exact")
+    data_kinds = ("binary", "real")
+    hyperparameters: ClassVar[dict[str, Any]] = {
+        **RecurrentFrameModel.hyperparameters,
+        "hidden": 100, "cell": "rnn", "rbm_hidden": 150, "cd_steps": 15, "sample_steps": 100,
+        "mean_field_steps": 20, "ais_chains": 100, "ais_steps": 1000, "exact_max_units": 12,
+        "sigma": 1.0, "learn_sigma": False, "init_std": 0.01,
+        "pretrain_steps": 0, "pretrain_cd": 5, "pretrain_lr": 0.01,
+    }
+    contract_example = {"spec": DataSpec("binary", 4),
+                        "hyper": {"hidden": 5, "rbm_hidden": 3, "cd_steps": 2, "sample_steps": 5,
+                                  "length": "halting"}}
+
+    def __init__(self, spec: DataSpec, **hyper: Any) -> None:
+        cell = hyper.get("cell", self.hyperparameters["cell"])
+        if cell not in ("rnn", "gru", "lstm"):
+            raise UserError(f"cell must be rnn, gru or lstm, got {cell!r}")
+        super().__init__(spec, **hyper)
+        self.exact_by_default = self.frame.exact_by_default
+        self.likelihood_kind = "exact" if self.exact_by_default else "estimate"
+
+    @property
+    def cell(self) -> str:  # read by RecurrentFrameModel.__init__ (config is set before it is used)
+        return str(self.config["cell"])
+
+    def make_frame(self, spec: DataSpec) -> FrameDistribution:
+        cfg = self.config
+        return RBMFrame(spec.dim, int(cfg["rbm_hidden"]), "gaussian" if spec.kind == "real" else "bernoulli",
+                        cd_steps=int(cfg["cd_steps"]), sample_steps=int(cfg["sample_steps"]),
+                        mean_field_steps=int(cfg["mean_field_steps"]),
+                        exact_max_units=int(cfg["exact_max_units"]), ais_chains=int(cfg["ais_chains"]),
+                        ais_steps=int(cfg["ais_steps"]), sigma=float(cfg["sigma"]),
+                        learn_sigma=bool(cfg["learn_sigma"]), init_std=float(cfg["init_std"]))
+
+    # ---------------------------------------------------------------- likelihood
+    def check_estimator(self, estimator: str | None) -> str:
+        return resolve_estimator(self, estimator, self.exact_by_default)
+
+    def frame_log_prob(self, params, x, mask, *, estimator, samples, generator, ais_steps=None):
+        vb, hb = self.frame.biases(params)
+        return sequence_log_prob(self.frame.rbm, x, vb, hb, mask, method=estimator,
+                                 chains=int(samples or self.frame.ais_chains),
+                                 steps=int(ais_steps or self.frame.ais_steps), generator=generator)
+
+    def log_prob(self, batch: Batch, *, estimator: str | None = None, samples: int | None = None,
+                 generator: torch.Generator | None = None, ais_steps: int | None = None) -> LogProb:
+        """``log P(v_{1:T})`` plus the length term; ``samples`` = AIS chains, ``ais_steps`` = intermediate distributions."""
+        method = self.check_estimator(estimator)
+        self.validate_batch(batch)
+        self._check_frames(batch)
+        x, params, length_head = self.readouts(batch)
+        frames, stderr = self.frame_log_prob(params[:, :-1], x, batch.mask, estimator=method,
+                                             samples=samples, generator=generator, ais_steps=ais_steps)
+        chains = int(samples or self.frame.ais_chains)
+        steps = int(ais_steps or self.frame.ais_steps)
+        return LogProb(frames + self._length_log_prob(batch, params, length_head),
+                       "exact" if method == "exact" else "estimate",
+                       estimator_label(method, chains, steps), stderr)
+
+    def _check_frames(self, batch: Batch) -> None:
+        self.frame.validate(batch.values[batch.mask])
+
+    # ---------------------------------------------------------------- training
+    def loss(self, batch: Batch, *, generator: torch.Generator | None = None) -> Tensor:
+        """CD-k surrogate per frame (through the RNN), minus the length log-likelihood per frame."""
+        self.validate_batch(batch)
+        x, params, length_head = self.readouts(batch)
+        mask = batch.mask
+        surrogate = self.frame.loss(params[:, :-1][mask], x[mask].to(params.dtype), generator=generator)
+        total = surrogate.sum() - self._length_log_prob(batch, params, length_head).sum()
+        return total / batch.n_frames
+
+    def validation_loss(self, batch: Batch) -> float:
+        """Cross-entropy (binary) or squared error (real) of the mean-field next-frame predictions, per frame."""
+        with torch.no_grad():
+            x, params, length_head = self.readouts(batch)
+            score = prediction_loss(self.frame.rbm, x.to(params.dtype), self.frame.mean(params[:, :-1]),
+                                    batch.mask)
+            length = self._length_log_prob(batch, params, length_head).sum() / batch.n_frames
+            return float(score - length)
+
+    def prepare(self, dataset: Any) -> None:
+        """Visible bias from the training marginals; optional static CD pre-training of the RBM."""
+        rbm = self.frame.rbm
+        frames = torch.cat([torch.as_tensor(e, dtype=rbm.weight.dtype) for e in dataset.split("train")])
+        with torch.no_grad():
+            mean = frames.mean(0)
+            if rbm.gaussian:
+                rbm.visible_bias.copy_(mean)
+            else:
+                p = mean.clamp(1e-3, 1 - 1e-3)
+                rbm.visible_bias.copy_(torch.log(p) - torch.log1p(-p))
+        steps = int(self.config["pretrain_steps"])
+        if steps <= 0:
+            return
+        generator = torch.Generator().manual_seed(int(torch.randint(2 ** 31, ())))
+        for _ in range(steps):
+            idx = torch.randint(frames.shape[0], (min(100, frames.shape[0]),), generator=generator)
+            rbm.cd_step(frames[idx], lr=float(self.config["pretrain_lr"]), k=int(self.config["pretrain_cd"]),
+                        momentum=0.9, generator=generator)
+        rbm.__dict__.pop("_velocity", None)

@@ -1,0 +1,274 @@
+"""The recurrent temporal RBM (Sutskever, Hinton & Taylor 2008; Sutskever 2013, §3.7-3.10).
+
+Each step is an RBM over ``v_t`` whose hidden bias depends on a *deterministic* mean-field state:
+
+.. math::
+
+    P(v_{1:T}) = \\prod_{t=1}^{T} P_t(v_t), \\qquad
+    P_t(v_t) \\propto \\sum_{h_t} \\exp\\big(-E(v_t, h_t; b_V, c_t)\\big),
+
+    c_1 = b_{\\text{init}}, \\qquad c_t = b_H + W' r_{t-1}\\ (t > 1), \\qquad
+    r_t = \\sigma\\big(W^\\top (v_t / \\sigma_v) + c_t\\big),
+
+so ``r_t = E[h_t | v_{1:t}]``, the hidden posterior of step ``t``'s RBM (inference, thesis Alg. 4,
+is one deterministic forward pass). ``W`` ``(D, H)``, ``b_V``, ``b_H`` belong to the step RBM
+(:class:`~probseq.frames.rbm.RBM`, Bernoulli visibles for binary data, Gaussian for real data);
+``W'`` ``(H, H)`` is ``recurrent_weight`` and ``b_init`` ``initial_hidden_bias``.
+
+**Sampling** (thesis Alg. 3): for ``t = 1..T``: Gibbs-sample ``v_t`` from the RBM with hidden bias
+``c_t`` (``sample_steps`` rounds), then ``r_t = sigma(W^T v_t + c_t)``.
+
+**Gradient** (thesis eqs. 3.23-3.25): ``dL/dtheta`` of ``L = sum_t log P_t(v_t)`` is the sum of each
+step's RBM gradient with ``r_{t-1}`` held fixed plus backpropagation through time of
+``dL/dr_t``; with ``delta_t = dL/dc_t`` the recursion is
+
+.. math::
+
+    \\delta_t = (r_t - E_{P_t}[h_t]) + \\frac{\\partial L}{\\partial r_t} \\odot r_t (1 - r_t),
+    \\qquad \\frac{\\partial L}{\\partial r_{t-1}} = W'^\\top \\delta_t,
+
+``dL/dW' = sum_{t>1} delta_t r_{t-1}^T``, ``dL/db_H = sum_{t>1} delta_t``, ``dL/db_init = delta_1``,
+``dL/dW = sum_t [v_t r_t^T - E_{P_t}[v h^T] + v_t (dL/dr_t * r_t (1 - r_t))^T]``,
+``dL/db_V = sum_t (v_t - E_{P_t}[v])``. probseq gets exactly this from autograd of the CD surrogate
+``sum_t [F_t(v_t) - F_t(v~_t)]`` with ``c_t`` *not* detached and the negatives ``v~_t`` (``cd_steps``
+Gibbs rounds from the data, run for all time steps at once) detached, which replaces the model
+expectations by CD estimates; ``tests/test_rtrbm.py`` checks the equations above written out by
+hand against it (and, with exact expectations, against autograd of the exact likelihood).
+
+**Likelihood**: ``sum_t [-F_t(v_t) - log Z_t]``, with every step's ``log Z_t`` exact (tiny models) or
+by AIS batched over all time steps; kind ``estimate`` with a standard error for AIS.
+
+**Prediction** (``predict_next``): for step ``t``, ``c_t`` from the data ``v_{<t}``, then the
+mean-field estimate of ``E[v_t]`` under that step's RBM (:meth:`~probseq.frames.rbm.RBM.mean_field`,
+``mean_field_steps`` damped iterations): deterministic and free of sampling noise.
+
+**Training recipe** ``preset=thesis`` (Sutskever 2013, §3.10): ``W`` and the biases first trained
+as a static RBM by CD-5 on the training frames (``prepare``, ``pretrain_steps`` minibatches of
+100 frames, default 2000), then SGD with momentum 0.9 and a learning rate decaying linearly to 0,
+CD-``cd_steps`` (10) for the first ``cd_switch`` fraction (0.5; the fraction is our choice) of the
+steps and CD-``cd_steps_late`` (25) afterwards. ``preset=none`` uses Adam and a fixed CD-k.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from probseq.data.batch import Batch
+from probseq.data.spec import DataSpec
+from probseq.errors import UserError
+from probseq.frames.rbm import RBM
+from probseq.lengths import make_length_model
+from probseq.models._rbm_common import (estimator_label, prediction_loss, resolve_estimator,
+                                        sequence_log_prob)
+from probseq.models.base import LogProb, SequenceModel
+from probseq.models.registry import register_model
+
+__all__ = ["RTRBM"]
+
+PRESETS = ("none", "thesis")
+#: the thesis recipe's optimiser: SGD with momentum 0.9, learning rate decayed linearly to 0, no clipping
+_THESIS_TRAINING = {"optimizer": "sgd", "momentum": 0.9, "lr_schedule": "linear", "lr": 0.01, "clip": 0.0}
+
+
+@dataclass
+class _RTRBMState:
+    hidden_bias: Tensor     # (n, H): c_t, the hidden bias of the next frame's RBM
+    r: Tensor | None        # (n, H): r_{t-1}, the mean-field state after the frames so far
+
+
+@register_model
+class RTRBM(SequenceModel):
+    """Recurrent temporal RBM; see the module docstring for the maths and the training recipe.
+
+    Hyperparameters:
+        hidden: ``H``. cd_steps: ``k`` of CD-k. sample_steps: Gibbs rounds per sampled frame.
+        mean_field_steps: iterations of the mean-field prediction. ais_chains / ais_steps: AIS
+        defaults (``--samples`` overrides the chains). exact_max_units: the default estimator is
+        exact when the smaller layer has at most this many units. sigma / learn_sigma: Gaussian
+        visibles. init_std: weight initialisation. preset: ``none | thesis``. cd_steps_late /
+        cd_switch: the thesis CD-k switch. pretrain_steps: static CD pre-training minibatches
+        (``None``: 2000 with ``preset=thesis``, else 0). pretrain_cd: its ``k``.
+        length: ``none | halting`` (a halting unit read from ``r_t``).
+    """
+
+    name = "rtrbm"
+    likelihood_kind = "estimate"
+    estimators = ("ais", "exact")
+    data_kinds = ("binary", "real")
+    hyperparameters: ClassVar[dict[str, Any]] = {
+        "hidden": 100, "cd_steps": 10, "sample_steps": 100, "mean_field_steps": 20,
+        "ais_chains": 100, "ais_steps": 1000, "exact_max_units": 12,
+        "sigma": 1.0, "learn_sigma": False, "init_std": 0.01,
+        "preset": "none", "cd_steps_late": 25, "cd_switch": 0.5,
+        "pretrain_steps": None, "pretrain_cd": 5, "pretrain_lr": 0.01,
+        "length": "none", "max_length": 1000,
+    }
+    training_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3}
+    contract_example = {"spec": DataSpec("binary", 4),
+                        "hyper": {"hidden": 3, "cd_steps": 2, "sample_steps": 5, "length": "halting"}}
+
+    def __init__(self, spec: DataSpec, **hyper: Any) -> None:
+        super().__init__(spec, **hyper)
+        cfg = self.config
+        if cfg["preset"] not in PRESETS:
+            raise UserError(f"unknown preset {cfg['preset']!r}; expected one of {', '.join(PRESETS)}")
+        if cfg["length"] not in ("none", "halting"):
+            raise UserError(f"the rtrbm supports length=none or length=halting, got {cfg['length']!r}")
+        if int(cfg["hidden"]) < 1 or int(cfg["cd_steps"]) < 1 or int(cfg["sample_steps"]) < 1:
+            raise UserError("hidden, cd_steps and sample_steps must be positive")
+        h = int(cfg["hidden"])
+        self.rbm = RBM(spec.dim, h, "gaussian" if spec.kind == "real" else "bernoulli",
+                       sigma=float(cfg["sigma"]), learn_sigma=bool(cfg["learn_sigma"]),
+                       init_std=float(cfg["init_std"]))
+        self.recurrent_weight = nn.Parameter(torch.randn(h, h) * float(cfg["init_std"]))
+        self.initial_hidden_bias = nn.Parameter(torch.zeros(h))
+        self.length_model = make_length_model(str(cfg["length"]), data_kind=spec.kind,
+                                              max_length=int(cfg["max_length"]))
+        self.halting = nn.Linear(h, 1) if self.length_model.head_dim else None
+        #: k of CD-k for the next training step (changed by the thesis schedule)
+        self.cd_steps = int(cfg["cd_steps"])
+        self.exact_by_default = self.rbm.exact_units() <= int(cfg["exact_max_units"])
+        self.likelihood_kind = "exact" if self.exact_by_default else "estimate"
+        if cfg["preset"] == "thesis":
+            self.training_defaults = dict(_THESIS_TRAINING)
+
+    # ---------------------------------------------------------------- the mean-field recursion
+    def _frames(self, batch: Batch) -> Tensor:
+        """The zero-padded frames in the model's floating-point type."""
+        return batch.padded_with_zeros().to(self.rbm.weight.dtype)
+
+    def hidden_biases(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The step RBMs' hidden biases ``c_t`` and the states ``r_t`` for frames ``x`` ``(B, T, D)``.
+
+        Returns ``(c, r)``, both ``(B, T, H)``: ``c[:, t]`` is the hidden bias of the RBM that
+        generates ``x[:, t]`` (from ``x[:, :t]``), ``r[:, t] = sigmoid(W^T x_t + c_t)``. The input
+        drive ``W^T x_t`` is one matrix product for all steps; only the recurrence loops.
+        """
+        drive = (self.rbm._scaled(x) @ self.rbm.weight).unbind(1)
+        bias = self.initial_hidden_bias.expand(x.shape[0], -1)
+        biases, states = [], []
+        for d_t in drive:
+            r = torch.sigmoid(d_t + bias)
+            biases.append(bias)
+            states.append(r)
+            bias = self.rbm.hidden_bias + r @ self.recurrent_weight.t()
+        return torch.stack(biases, 1), torch.stack(states, 1)
+
+    def _length_log_prob(self, batch: Batch, r: Tensor) -> Tensor:
+        if self.halting is None:
+            return self.length_model.log_prob(batch.lengths, None)
+        return self.length_model.log_prob(batch.lengths, self.halting(r)[..., 0])
+
+    # ---------------------------------------------------------------- likelihood
+    def check_estimator(self, estimator: str | None) -> str:
+        return resolve_estimator(self, estimator, self.exact_by_default)
+
+    def log_prob(self, batch: Batch, *, estimator: str | None = None, samples: int | None = None,
+                 generator: torch.Generator | None = None, ais_steps: int | None = None) -> LogProb:
+        """``log P(v_{1:T})`` (plus the length term); ``samples`` = AIS chains, ``ais_steps`` = intermediate distributions."""
+        method = self.check_estimator(estimator)
+        self.validate_batch(batch)
+        self.rbm_frame_check(batch)
+        x = self._frames(batch)
+        c, r = self.hidden_biases(x)
+        chains = int(samples or self.config["ais_chains"])
+        steps = int(ais_steps or self.config["ais_steps"])
+        values, stderr = sequence_log_prob(self.rbm, x, self.rbm.visible_bias, c, batch.mask,
+                                           method=method, chains=chains, steps=steps, generator=generator)
+        values = values + self._length_log_prob(batch, r)
+        return LogProb(values, "exact" if method == "exact" else "estimate",
+                       estimator_label(method, chains, steps), stderr)
+
+    def rbm_frame_check(self, batch: Batch) -> None:
+        """Binary data must be 0/1 and every frame finite (checked on the real frames only)."""
+        frames = batch.values[batch.mask]
+        if not torch.isfinite(frames).all():
+            raise UserError("the data contains NaN or infinite values")
+        if not self.rbm.gaussian and not ((frames == 0) | (frames == 1)).all():
+            raise UserError("an RTRBM with Bernoulli visible units needs frames of 0s and 1s")
+
+    # ---------------------------------------------------------------- training
+    def loss(self, batch: Batch, *, generator: torch.Generator | None = None) -> Tensor:
+        """CD-k surrogate per frame (BPTT through ``r``), minus the length log-likelihood per frame."""
+        self.validate_batch(batch)
+        x = self._frames(batch)
+        mask = batch.mask
+        c, r = self.hidden_biases(x)
+        frames, c_real = x[mask], c[mask]
+        surrogate = self.rbm.cd_loss(frames, self.cd_steps, hidden_bias=c_real, generator=generator)
+        total = surrogate.sum() - self._length_log_prob(batch, r).sum()
+        return total / batch.n_frames
+
+    def on_train_step(self, step: int, total_steps: int) -> None:
+        if self.config["preset"] == "thesis":
+            late = step >= float(self.config["cd_switch"]) * total_steps
+            self.cd_steps = int(self.config["cd_steps_late"] if late else self.config["cd_steps"])
+
+    def validation_loss(self, batch: Batch) -> float:
+        """Cross-entropy (binary) or squared error (real) of the mean-field next-frame predictions, per frame."""
+        with torch.no_grad():
+            x = self._frames(batch)
+            c, r = self.hidden_biases(x)
+            pred = self.rbm.mean_field(self.rbm.visible_bias, c, steps=int(self.config["mean_field_steps"]))
+            score = prediction_loss(self.rbm, x, pred, batch.mask)
+            return float(score - self._length_log_prob(batch, r).sum() / batch.n_frames)
+
+    def prepare(self, dataset: Any) -> None:
+        """Data-dependent initialisation: visible biases from the data, then static CD pre-training.
+
+        Bernoulli visibles: ``b_i = logit(mean_i)`` (clamped); Gaussian: ``b_i = mean_i``. Then
+        ``pretrain_steps`` SGD steps (momentum 0.9) of CD-``pretrain_cd`` on random minibatches of
+        100 training frames, treating frames as independent; ``b_init`` is set to the pre-trained
+        hidden bias so that the first step's RBM is the pre-trained RBM.
+        """
+        frames = torch.cat([torch.as_tensor(e, dtype=self.rbm.weight.dtype) for e in dataset.split("train")])
+        steps = self.config["pretrain_steps"]
+        steps = (2000 if self.config["preset"] == "thesis" else 0) if steps is None else int(steps)
+        with torch.no_grad():
+            mean = frames.mean(0)
+            if self.rbm.gaussian:
+                self.rbm.visible_bias.copy_(mean)
+            else:
+                p = mean.clamp(1e-3, 1 - 1e-3)
+                self.rbm.visible_bias.copy_(torch.log(p) - torch.log1p(-p))
+        if steps <= 0:
+            return
+        generator = torch.Generator().manual_seed(int(torch.randint(2 ** 31, ())))
+        for _ in range(steps):
+            idx = torch.randint(frames.shape[0], (min(100, frames.shape[0]),), generator=generator)
+            self.rbm.cd_step(frames[idx], lr=float(self.config["pretrain_lr"]),
+                             k=int(self.config["pretrain_cd"]), momentum=0.9, generator=generator)
+        self.rbm.__dict__.pop("_velocity", None)
+        with torch.no_grad():
+            self.initial_hidden_bias.copy_(self.rbm.hidden_bias)
+
+    # ---------------------------------------------------------------- prediction
+    def predict_next(self, batch: Batch) -> Tensor:
+        """Mean-field ``E[v_t]`` of step ``t``'s RBM given ``v_{<t}`` (module docstring), ``(B, T, D)``."""
+        self.validate_batch(batch)
+        with torch.no_grad():
+            c, _ = self.hidden_biases(self._frames(batch))
+            return self.rbm.mean_field(self.rbm.visible_bias, c, steps=int(self.config["mean_field_steps"]))
+
+    # ---------------------------------------------------------------- sampling hooks
+    def initial_state(self, n, *, target_length=None):
+        return _RTRBMState(self.initial_hidden_bias.detach().expand(n, -1), None)
+
+    def draw_frame(self, state, *, temperature=1.0, generator=None):
+        v = self.rbm.sample(steps=int(self.config["sample_steps"]), hidden_bias=state.hidden_bias,
+                            temperature=temperature, generator=generator)
+        return v, state
+
+    def advance(self, state, frame):
+        frame = frame.to(self.rbm.weight.dtype)
+        r = torch.sigmoid(self.rbm._scaled(frame) @ self.rbm.weight + state.hidden_bias)
+        return _RTRBMState(self.rbm.hidden_bias + r @ self.recurrent_weight.t(), r)
+
+    def stop_logit(self, state):
+        if self.halting is None:
+            return None
+        return self.halting(state.r)[..., 0]

@@ -1,0 +1,439 @@
+"""The temporal RBM (Sutskever & Hinton 2007; Sutskever 2013, §3.2-3.4).
+
+**Model.** Every step is an RBM over ``(v_t, h_t)`` (Bernoulli hiddens; Bernoulli visibles for
+binary data, Gaussian for real data, :class:`~probseq.frames.rbm.RBM`) whose biases depend on the
+last ``m`` visible *and stochastic hidden* states (``m`` = ``delay``):
+
+.. math::
+
+    P(v_{1:T}, h_{1:T}) = \\prod_{t=1}^T P(v_t, h_t \\mid v_{t-m:t-1}, h_{t-m:t-1}), \\qquad
+    P(v_t, h_t \\mid \\cdot) = \\frac{\\exp(-E(v_t, h_t; b_t, c_t))}{Z(b_t, c_t)},
+
+    b_t = b_V + \\sum_{k=1}^m A_k v_{t-k}, \\qquad
+    c_t = b_H + \\sum_{k=1}^m B_k h_{t-k} + \\sum_{k=1}^m C_k v_{t-k},
+
+with ``A_k`` (``D x D``, visible-visible, ``vv``), ``B_k`` (``H x H``, hidden-hidden, ``hh``) and
+``C_k`` (``H x D``, visible-hidden, ``vh``); each set can be switched off (``--set vv=false`` ...).
+Before ``t = 1`` the history is the learned initial states ``v_{1-k}`` (``initial_visible[k-1]``)
+and ``h_{1-k} = sigmoid(initial_hidden[k-1])`` (fixed real vectors, not sampled).
+
+**Mean-field filtering** (thesis eq. 3.5). ``P(h_t | v_{1:t})`` is intractable (the past hiddens
+are coupled); the TRBM approximates it by the factorial distribution obtained by replacing every
+past hidden state by its filtered mean:
+
+.. math:: \\bar h_t = \\sigma\\big(W^\\top (v_t / \\sigma_v) + \\bar c_t\\big), \\qquad
+          \\bar c_t = b_H + \\textstyle\\sum_k B_k \\bar h_{t-k} + \\sum_k C_k v_{t-k}.
+
+**Learning** (thesis eqs. 3.7-3.10). With the filtered means held fixed (detached: unlike the
+RTRBM there is no backpropagation through time), each step contributes the CD-k gradient of its
+conditional RBM ``log P(v_t | b_t, \\bar c_t)``; autograd of the surrogate
+``sum_t [F_t(v_t) - F_t(\\tilde v_t)]`` with detached negatives ``\\tilde v_t`` gives
+``dA_k = sum_t (v_t - \\tilde v_t) v_{t-k}^T`` (Bernoulli; divided by ``sigma^2`` for Gaussian
+visibles), ``dB_k = sum_t (\\bar h_t - \\tilde h_t) \\bar h_{t-k}^T``,
+``dC_k = sum_t (\\bar h_t - \\tilde h_t) v_{t-k}^T`` with ``\\tilde h_t = p(h | \\tilde v_t)``,
+and the usual RBM terms for ``W``, ``b_V``, ``b_H``. ``tests/test_trbm.py`` checks these written
+out by hand against the autograd gradient.
+
+**Likelihood.** What ``log_prob`` returns must be named exactly. Estimators:
+
+``exact`` / ``ais`` (default: ``exact`` when the smaller RBM layer has at most
+``exact_max_units`` units, else ``ais``)
+    ``log Q(v_{1:T}) = sum_t [-F_t(v_t) - log Z_t]`` with the biases ``(b_t, \\bar c_t)`` of the
+    *filtered* conditional RBMs; ``log Z_t`` is enumerated (``exact``) or AIS-estimated per step
+    (``ais``, batched over every step, with the standard error ``sqrt(sum_t se_t^2)``).
+    ``Q`` is a proper distribution over sequences (each factor is normalised given the past), but
+    it is the filtering approximation, **not** the TRBM's marginal ``P(v_{1:T})``; so the kind is
+    always ``estimate``, even when every ``log Z_t`` is exact.
+``is`` (``--samples K``, tiny models only)
+    Sequential importance sampling of the TRBM's own marginal: ``K`` hidden trajectories from
+    ``q(h_{1:T} | v) = prod_t P(h_t | v_t, v_{<t}, h_{<t})`` (each factorial), weights
+    ``w = prod_t P(v_t | v_{<t}, h_{<t})`` (exact per-step ``Z``), and
+    ``log mean_k w_k``: ``mean_k w_k`` is unbiased for ``P(v_{1:T})``, so its log is a stochastic
+    lower bound (kind ``bound``, Jensen), with the delta-method standard error.
+
+**Prediction** (``predict_next``, ``--metric mse``): for frame ``t``, the biases ``(b_t, \\bar c_t)``
+from the data ``v_{<t}`` and the filtered means ``\\bar h_{<t}``, then the damped mean-field
+estimate of ``E[v_t]`` under that RBM (:meth:`~probseq.frames.rbm.RBM.mean_field`,
+``mean_field_steps``) — the same rule as the RTRBM's, so the two compare like for like.
+
+**Sampling** (thesis Alg. 1): for ``t = 1..T``, ``sample_steps`` rounds of Gibbs sampling in the
+RBM with biases from the sampled history, keeping the hidden sample ``h_t ~ P(h_t | v_t, \\cdot)``
+with the frame. ``sampler=rtrbm`` instead keeps the mean ``\\bar h_t`` (the "RTRBM procedure" the
+thesis uses for comparisons; it samples exactly the distribution ``Q`` that ``log_prob`` scores).
+A prefix (``--prime``) is absorbed by mean-field filtering.
+
+**Denoising** (:meth:`TRBM.denoise`, thesis fig. 3.2): online filtering, then reconstruction:
+``\\bar h_t`` from the *noisy* frame and the history, ``\\hat v_t = E[v | \\bar h_t; b_t]``; the
+reconstructions (not the noisy frames) feed the visible history of later steps.
+
+**Stacking** (§3.4, :class:`StackedTRBM`): a second TRBM is trained greedily on the first one's
+filtered hidden means; it generates the first layer's hidden sequence, from which a single
+top-down pass draws ``v_t ~ P(v_t | h^{(1)}_t; b_t)`` with the first layer's visible history.
+
+**Training recipe** ``preset=thesis`` (as for the RTRBM, §3.10): static CD pre-training of ``W`` and
+the biases (``pretrain_steps``, default 2000 with the preset), SGD with momentum 0.9 and a linearly
+decaying learning rate, CD-``cd_steps`` then CD-``cd_steps_late`` after ``cd_switch`` of the steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from probseq.data.batch import Batch
+from probseq.data.spec import DataSpec
+from probseq.errors import UserError
+from probseq.frames.rbm import RBM
+from probseq.models._rbm_common import (estimator_label, prediction_loss, resolve_estimator,
+                                        sequence_log_prob)
+from probseq.models.base import LogProb, SequenceModel
+from probseq.models.registry import register_model
+
+__all__ = ["TRBM", "StackedTRBM"]
+
+PRESETS = ("none", "thesis")
+SAMPLERS = ("trbm", "rtrbm")
+_THESIS_TRAINING = {"optimizer": "sgd", "momentum": 0.9, "lr_schedule": "linear", "lr": 0.01}
+
+
+@dataclass
+class _History:
+    """Sampling state: the last ``m`` visible frames and hidden states, newest first."""
+
+    visible: list[Tensor]          # m tensors (n, D): v_{t-1}, ..., v_{t-m}
+    hidden: list[Tensor]           # m tensors (n, H): h_{t-1}, ..., h_{t-m}
+    pending_hidden: Tensor | None  # h_t drawn together with the frame by draw_frame
+
+
+@register_model
+class TRBM(SequenceModel):
+    """Temporal RBM; see the module docstring for the maths, the estimators and the recipes.
+
+    Hyperparameters:
+        hidden: ``H``. delay: ``m``, the number of delay taps. vv / vh / hh: include the
+        visible-visible, visible-hidden and hidden-hidden connections. cd_steps: ``k`` of CD-k.
+        sample_steps: Gibbs rounds per sampled frame. sampler: ``trbm`` (stochastic hidden
+        history, Alg. 1) or ``rtrbm`` (mean-field history). mean_field_steps: iterations of the
+        prediction. ais_chains / ais_steps / exact_max_units: the likelihood estimators.
+        sigma / learn_sigma: Gaussian visibles. init_std: weight scale. preset, cd_steps_late,
+        cd_switch, pretrain_steps, pretrain_cd, pretrain_lr: the thesis recipe.
+    """
+
+    name = "trbm"
+    likelihood_kind = "estimate"
+    estimators = ("ais", "exact", "is")
+    data_kinds = ("binary", "real")
+    hyperparameters: ClassVar[dict[str, Any]] = {
+        "hidden": 100, "delay": 1, "vv": True, "vh": True, "hh": True,
+        "cd_steps": 10, "sample_steps": 100, "sampler": "trbm", "mean_field_steps": 20,
+        "ais_chains": 100, "ais_steps": 1000, "exact_max_units": 12,
+        "sigma": 1.0, "learn_sigma": False, "init_std": 0.01,
+        "preset": "none", "cd_steps_late": 25, "cd_switch": 0.5,
+        "pretrain_steps": None, "pretrain_cd": 5, "pretrain_lr": 0.01,
+    }
+    training_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3}
+    contract_example = {"spec": DataSpec("binary", 4),
+                        "hyper": {"hidden": 3, "delay": 2, "cd_steps": 2, "sample_steps": 5,
+                                  "init_std": 0.5}}
+
+    def __init__(self, spec: DataSpec, **hyper: Any) -> None:
+        super().__init__(spec, **hyper)
+        cfg = self.config
+        if cfg["preset"] not in PRESETS:
+            raise UserError(f"unknown preset {cfg['preset']!r}; expected one of {', '.join(PRESETS)}")
+        if cfg["sampler"] not in SAMPLERS:
+            raise UserError(f"unknown sampler {cfg['sampler']!r}; expected one of {', '.join(SAMPLERS)}")
+        for key in ("hidden", "delay", "cd_steps", "sample_steps"):
+            if int(cfg[key]) < 1:
+                raise UserError(f"{key} must be a positive integer, got {cfg[key]}")
+        d, h, m = spec.dim, int(cfg["hidden"]), int(cfg["delay"])
+        std = float(cfg["init_std"])
+        self.delay = m
+        self.rbm = RBM(d, h, "gaussian" if spec.kind == "real" else "bernoulli",
+                       sigma=float(cfg["sigma"]), learn_sigma=bool(cfg["learn_sigma"]), init_std=std)
+        self.use_vv, self.use_vh, self.use_hh = bool(cfg["vv"]), bool(cfg["vh"]), bool(cfg["hh"])
+        #: ``[A_1 ... A_m]`` (D, m D); ``[C_1 ... C_m]`` (H, m D); ``[B_1 ... B_m]`` (H, m H)
+        self.vv_weight = nn.Parameter(torch.randn(d, m * d) * std) if self.use_vv else None
+        self.vh_weight = nn.Parameter(torch.randn(h, m * d) * std) if self.use_vh else None
+        self.hh_weight = nn.Parameter(torch.randn(h, m * h) * std) if self.use_hh else None
+        #: ``v_0, v_{-1}, ...`` and the logits of ``h_0, h_{-1}, ...`` (learned initial states)
+        self.initial_visible = nn.Parameter(torch.zeros(m, d)) if (self.use_vv or self.use_vh) else None
+        self.initial_hidden = nn.Parameter(torch.zeros(m, h)) if self.use_hh else None
+        self.cd_steps = int(cfg["cd_steps"])
+        self.exact_by_default = self.rbm.exact_units() <= int(cfg["exact_max_units"])
+        if cfg["preset"] == "thesis":
+            self.training_defaults = dict(_THESIS_TRAINING)
+
+    # ---------------------------------------------------------------- history and biases
+    def _taps(self, seq: Tensor, initial: Tensor) -> Tensor:
+        """``[s_{t-1}, ..., s_{t-m}]`` for every ``t``: ``(B, T, m * F)`` from ``seq`` ``(B, T, F)``.
+
+        ``initial[k-1]`` stands for ``s_{1-k}``.
+        """
+        n, steps, _ = seq.shape
+        m = self.delay
+        ext = torch.cat([initial.flip(0).to(seq.dtype).expand(n, -1, -1), seq], 1)  # s_{1-m} .. s_T
+        return torch.cat([ext[:, m - k: m - k + steps] for k in range(1, m + 1)], -1)
+
+    def _visible_part(self, vtaps: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``b_t`` and the data-only part of ``c_t`` (``b_H + sum_k C_k v_{t-k}``) from visible taps."""
+        vb, hb = self.rbm.visible_bias, self.rbm.hidden_bias
+        if vtaps is not None and self.vv_weight is not None:
+            vb = vb + vtaps @ self.vv_weight.t()
+        if vtaps is not None and self.vh_weight is not None:
+            hb = hb + vtaps @ self.vh_weight.t()
+        return vb, hb
+
+    def _initial_hidden_states(self) -> Tensor:
+        return torch.sigmoid(self.initial_hidden)
+
+    def filter(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Mean-field filtering (eq. 3.5) of zero-padded frames ``x`` ``(B, T, D)``.
+
+        Returns ``(b, c, hbar)``: the visible biases ``(B, T, D)`` (or ``(D,)`` without ``vv``)
+        and hidden biases ``(B, T, H)`` of the filtered conditional RBMs, and the filtered means
+        ``hbar`` ``(B, T, H)`` (detached). ``b`` and ``c`` carry gradients to every parameter,
+        with ``hbar`` held fixed (the TRBM's learning rule). The recursion runs without autograd;
+        the differentiable biases are then one vectorised product over all steps.
+        """
+        n, steps, _ = x.shape
+        vtaps = self._taps(x, self.initial_visible) if self.initial_visible is not None else None
+        vb, static_c = self._visible_part(vtaps)
+        static_c = static_c.expand(n, steps, -1)
+        drive = self.rbm._scaled(x) @ self.rbm.weight                        # (B, T, H)
+        if self.hh_weight is None:
+            c = static_c
+            return vb, c, torch.sigmoid(drive + c).detach()
+        with torch.no_grad():
+            history = list(self._initial_hidden_states().expand(n, -1, -1).unbind(1))  # h_0, h_{-1}, ...
+            weight = self.hh_weight.t()
+            means = []
+            for s_t, d_t in zip(static_c.unbind(1), drive.unbind(1)):
+                h_t = torch.sigmoid(d_t + s_t + torch.cat(history, -1) @ weight)
+                means.append(h_t)
+                history = [h_t] + history[:-1]
+            hbar = torch.stack(means, 1)
+        htaps = self._taps(hbar, self._initial_hidden_states())
+        return vb, static_c + htaps @ self.hh_weight.t(), hbar
+
+    # ---------------------------------------------------------------- likelihood
+    def check_estimator(self, estimator: str | None) -> str:
+        return resolve_estimator(self, estimator, self.exact_by_default)
+
+    def _check_frames(self, batch: Batch) -> None:
+        self.validate_batch(batch)
+        frames = batch.values[batch.mask]
+        if not torch.isfinite(frames).all():
+            raise UserError("the data contains NaN or infinite values")
+        if not self.rbm.gaussian and not ((frames == 0) | (frames == 1)).all():
+            raise UserError("a TRBM with Bernoulli visible units needs frames of 0s and 1s")
+
+    def log_prob(self, batch: Batch, *, estimator: str | None = None, samples: int | None = None,
+                 generator: torch.Generator | None = None, ais_steps: int | None = None) -> LogProb:
+        """See the module docstring: ``exact``/``ais`` score the filtering approximation ``Q``, ``is`` the TRBM."""
+        method = self.check_estimator(estimator)
+        self._check_frames(batch)
+        x = batch.padded_with_zeros()
+        if method == "is":
+            return self._importance_log_prob(batch, x, int(samples or 100), generator)
+        chains = int(samples or self.config["ais_chains"])
+        steps = int(ais_steps or self.config["ais_steps"])
+        with torch.no_grad():
+            vb, c, _ = self.filter(x)
+            values, stderr = sequence_log_prob(self.rbm, x, vb, c, batch.mask, method=method,
+                                               chains=chains, steps=steps, generator=generator)
+        return LogProb(values, "estimate", "filtered-" + estimator_label(method, chains, steps), stderr)
+
+    @torch.no_grad()
+    def _importance_log_prob(self, batch: Batch, x: Tensor, particles: int,
+                             generator: torch.Generator | None) -> LogProb:
+        from probseq.evaluate.ais import log_mean_exp_with_stderr
+
+        if not self.exact_by_default:
+            raise UserError("the is estimator needs exact per-step log-partitions; this TRBM is too "
+                            f"large (more than {self.config['exact_max_units']} units to enumerate)")
+        if particles < 2:
+            raise UserError(f"importance sampling needs at least 2 samples, got {particles}")
+        n, steps, _ = x.shape
+        xs = x.repeat(particles, 1, 1)                                      # (K B, T, D)
+        vtaps = self._taps(xs, self.initial_visible) if self.initial_visible is not None else None
+        vb, static_c = self._visible_part(vtaps)
+        static_c = static_c.expand(xs.shape[0], steps, -1)
+        drive = self.rbm._scaled(xs) @ self.rbm.weight
+        if self.hh_weight is None:
+            c = static_c
+        else:
+            history = list(self._initial_hidden_states().expand(xs.shape[0], -1, -1).unbind(1))
+            biases = []
+            for s_t, d_t in zip(static_c.unbind(1), drive.unbind(1)):
+                c_t = s_t + torch.cat(history, -1) @ self.hh_weight.t()
+                biases.append(c_t)
+                h_t = torch.bernoulli(torch.sigmoid(d_t + c_t), generator=generator)
+                history = [h_t] + history[:-1]
+            c = torch.stack(biases, 1)
+        log_w, _ = sequence_log_prob(self.rbm, xs, vb, c, batch.mask.repeat(particles, 1),
+                                     method="exact", chains=0, steps=0, generator=None)
+        value, stderr, _ = log_mean_exp_with_stderr(log_w.reshape(particles, n).to(torch.float64), 0)
+        return LogProb(value.to(x.dtype), "bound", f"is-{particles}", stderr.to(x.dtype))
+
+    # ---------------------------------------------------------------- training
+    def loss(self, batch: Batch, *, generator: torch.Generator | None = None) -> Tensor:
+        """The CD-k surrogate per frame of every filtered conditional RBM (filtered means detached)."""
+        self.validate_batch(batch)
+        x = batch.padded_with_zeros()
+        mask = batch.mask
+        vb, c, _ = self.filter(x)
+        vb_real = vb[mask] if vb.dim() > 1 else vb
+        surrogate = self.rbm.cd_loss(x[mask], self.cd_steps, visible_bias=vb_real, hidden_bias=c[mask],
+                                     generator=generator)
+        return surrogate.sum() / batch.n_frames
+
+    def on_train_step(self, step: int, total_steps: int) -> None:
+        if self.config["preset"] == "thesis":
+            late = step >= float(self.config["cd_switch"]) * total_steps
+            self.cd_steps = int(self.config["cd_steps_late"] if late else self.config["cd_steps"])
+
+    def validation_loss(self, batch: Batch) -> float:
+        """Squared error (real) or cross-entropy (binary) of the next-frame predictions, per frame."""
+        with torch.no_grad():
+            x = batch.padded_with_zeros()
+            return float(prediction_loss(self.rbm, x, self._predict(x), batch.mask))
+
+    def prepare(self, dataset: Any) -> None:
+        """Visible bias from the training frames' mean (logit for binary data), then optional
+        static CD pre-training of ``W`` and the biases (``pretrain_steps`` minibatches of 100
+        frames, CD-``pretrain_cd``, SGD with momentum 0.9), as for the RTRBM."""
+        frames = torch.cat([torch.as_tensor(e, dtype=self.rbm.weight.dtype) for e in dataset.split("train")])
+        steps = self.config["pretrain_steps"]
+        steps = (2000 if self.config["preset"] == "thesis" else 0) if steps is None else int(steps)
+        with torch.no_grad():
+            mean = frames.mean(0)
+            if self.rbm.gaussian:
+                self.rbm.visible_bias.copy_(mean)
+            else:
+                p = mean.clamp(1e-3, 1 - 1e-3)
+                self.rbm.visible_bias.copy_(torch.log(p) - torch.log1p(-p))
+            if self.initial_visible is not None:
+                self.initial_visible.copy_(mean.expand_as(self.initial_visible))
+        generator = torch.Generator().manual_seed(int(torch.randint(2 ** 31, ())))
+        for _ in range(steps):
+            idx = torch.randint(frames.shape[0], (min(100, frames.shape[0]),), generator=generator)
+            self.rbm.cd_step(frames[idx], lr=float(self.config["pretrain_lr"]),
+                             k=int(self.config["pretrain_cd"]), momentum=0.9, generator=generator)
+        self.rbm.__dict__.pop("_velocity", None)
+
+    # ---------------------------------------------------------------- prediction and denoising
+    def _predict(self, x: Tensor) -> Tensor:
+        vb, c, _ = self.filter(x)
+        return self.rbm.mean_field(vb, c, steps=int(self.config["mean_field_steps"]))
+
+    def predict_next(self, batch: Batch) -> Tensor:
+        """Mean-field ``E[v_t]`` of the filtered conditional RBM of step ``t`` (module docstring)."""
+        self.validate_batch(batch)
+        with torch.no_grad():
+            return self._predict(batch.padded_with_zeros())
+
+    @torch.no_grad()
+    def denoise(self, noisy: Tensor) -> Tensor:
+        """Online denoising by filtering then reconstruction (thesis fig. 3.2); ``(B, T, D)`` -> same.
+
+        ``hbar_t = sigmoid(W^T (y_t / sigma) + c_t)`` from the noisy frame ``y_t``, then
+        ``vhat_t = E[v | hbar_t; b_t]``; ``b_t`` and ``c_t`` come from the reconstructions
+        ``vhat_{<t}`` and the means ``hbar_{<t}``, so each output uses only frames up to ``t``.
+        """
+        state = self.initial_state(noisy.shape[0])
+        out = []
+        for y_t in noisy.to(self.rbm.weight.dtype).unbind(1):
+            vb, hb = self._step_biases(state)
+            h_t = torch.sigmoid(self.rbm.hidden_logits(y_t, hb))
+            v_t = self.rbm.visible_mean(h_t, vb)
+            out.append(v_t)
+            state = _History([v_t] + state.visible[:-1], [h_t] + state.hidden[:-1], None)
+        return torch.stack(out, 1)
+
+    @torch.no_grad()
+    def filtered_hidden(self, batch: Batch) -> list[Tensor]:
+        """The filtered means ``hbar`` of each sequence, ``(T_i, H)`` (the data for a stacked layer)."""
+        self.validate_batch(batch)
+        _, _, hbar = self.filter(batch.padded_with_zeros())
+        return [hbar[i, : int(n)] for i, n in enumerate(batch.lengths)]
+
+    # ---------------------------------------------------------------- sampling hooks
+    def initial_state(self, n, *, target_length=None):
+        d, h, m = self.rbm.n_visible, self.rbm.n_hidden, self.delay
+        dtype = self.rbm.weight.dtype
+        vis = (self.initial_visible.detach() if self.initial_visible is not None
+               else torch.zeros(m, d, dtype=dtype))
+        hid = (self._initial_hidden_states().detach() if self.initial_hidden is not None
+               else torch.zeros(m, h, dtype=dtype))
+        return _History([v.expand(n, -1) for v in vis], [c.expand(n, -1) for c in hid], None)
+
+    def _step_biases(self, state: _History) -> tuple[Tensor, Tensor]:
+        """``(b_t, c_t)`` ``(n, D)``, ``(n, H)`` of the next frame's RBM from the sampling history."""
+        n = state.visible[0].shape[0]
+        vtaps = torch.cat(state.visible, -1) if self.initial_visible is not None else None
+        vb, hb = self._visible_part(vtaps)
+        if self.hh_weight is not None:
+            hb = hb + torch.cat(state.hidden, -1) @ self.hh_weight.t()
+        return vb.expand(n, -1), hb.expand(n, -1)
+
+    def draw_frame(self, state, *, temperature=1.0, generator=None):
+        vb, hb = (b.detach() for b in self._step_biases(state))
+        v = self.rbm.sample(steps=int(self.config["sample_steps"]), visible_bias=vb, hidden_bias=hb,
+                            temperature=temperature, generator=generator)
+        pending = None
+        if self.config["sampler"] == "trbm":
+            pending, _ = self.rbm.sample_hidden(v, hb, temperature=temperature, generator=generator)
+        return v, _History(state.visible, state.hidden, pending)
+
+    def advance(self, state, frame):
+        frame = frame.to(self.rbm.weight.dtype)
+        if state.pending_hidden is not None:
+            h_t = state.pending_hidden
+        else:
+            _, hb = self._step_biases(state)
+            h_t = torch.sigmoid(self.rbm.hidden_logits(frame, hb))
+        return _History([frame] + state.visible[:-1], [h_t] + state.hidden[:-1], None)
+
+
+class StackedTRBM(nn.Module):
+    """Two TRBMs stacked greedily (thesis §3.4): ``upper`` models ``lower``'s filtered hidden means.
+
+    Build the upper layer with ``TRBM(DataSpec("binary", lower.rbm.n_hidden), ...)`` and train it on
+    :meth:`TRBM.filtered_hidden` of the training data (its Bernoulli CD accepts the means in
+    ``[0, 1]`` as soft data; use :meth:`upper_training_loss`).
+
+    :meth:`sample`: the upper TRBM generates a sequence of first-layer hidden vectors (binary
+    samples), then one top-down pass draws ``v_t ~ P(v_t | h_t; b_t)`` with the first layer's
+    visible history in ``b_t`` (its hidden-side temporal connections are replaced by the upper
+    layer, as in a deep belief net).
+    """
+
+    def __init__(self, lower: TRBM, upper: TRBM) -> None:
+        super().__init__()
+        if upper.spec.dim != lower.rbm.n_hidden or upper.spec.kind != "binary":
+            raise UserError(f"the upper TRBM must model binary frames of the lower layer's "
+                            f"{lower.rbm.n_hidden} hidden units, got {upper.spec}")
+        self.lower, self.upper = lower, upper
+
+    def upper_training_loss(self, batch: Batch, *, generator: torch.Generator | None = None) -> Tensor:
+        """CD loss of the upper layer on the lower layer's filtered means of ``batch`` (lower frozen)."""
+        hidden = Batch.from_sequences(self.lower.filtered_hidden(batch))
+        return self.upper.loss(hidden, generator=generator)
+
+    @torch.no_grad()
+    def sample(self, n: int, length: int, *, temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> Batch:
+        hidden = self.upper.sample(n, length=length, temperature=temperature, generator=generator)
+        state = self.lower.initial_state(n)
+        frames = []
+        for h_t in hidden.values.unbind(1):
+            vb, _ = self.lower._step_biases(state)
+            v_t, _ = self.lower.rbm.sample_visible(h_t.to(vb.dtype), vb, temperature=temperature,
+                                                   generator=generator)
+            frames.append(v_t)
+            state = _History([v_t] + state.visible[:-1], [h_t] + state.hidden[:-1], None)
+        return Batch(torch.stack(frames, 1), torch.full((n,), length, dtype=torch.long))

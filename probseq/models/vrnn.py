@@ -1,0 +1,619 @@
+"""The variational recurrent neural network (VRNN; Chung et al. 2015), in Pyro and in plain torch.
+
+Generative model, with a deterministic state ``h_t`` and a latent ``z_t`` per frame:
+
+.. math::
+
+    p(z_t \\mid x_{<t}, z_{<t}) &= \\mathcal N(z_t;\\ \\mu_{0,t}, \\mathrm{diag}\\,\\sigma_{0,t}^2),
+        \\quad [\\mu_{0,t}, \\sigma_{0,t}] = \\varphi^{\\text{prior}}(h_{t-1}) \\\\
+    p(x_t \\mid z_{\\le t}, x_{<t}) &= p(x_t \\mid \\theta_t),
+        \\quad \\theta_t = \\varphi^{\\text{dec}}(\\varphi^z(z_t), h_{t-1}) \\\\
+    h_t &= f_\\mathrm{GRU}\\big(h_{t-1}, [\\varphi^x(x_t), \\varphi^z(z_t)]\\big),
+
+and the inference network (Chung et al. 2015, eq. 9)
+:math:`q(z_t \\mid x_{\\le t}, z_{<t}) = \\mathcal N(\\mu_{z,t}, \\mathrm{diag}\\,\\sigma_{z,t}^2)`,
+:math:`[\\mu_{z,t}, \\sigma_{z,t}] = \\varphi^{\\text{enc}}(\\varphi^x(x_t), h_{t-1})`. The frame
+distribution :math:`p(x_t \\mid \\theta_t)` is factorial Bernoulli (piano-rolls), diagonal Gaussian
+(motion capture), categorical, or a mixture of ``components`` Bernoulli/Gaussian factorials
+(:class:`MixtureFrame`). Scales are ``softplus(.) + 1e-4``. The training objective (eq. 10) is
+
+.. math::
+
+    \\mathcal L(x) = E_q\\Big[\\sum_{t=1}^T \\log p(x_t \\mid z_{\\le t}, x_{<t})
+        - \\mathrm{KL}\\big(q(z_t \\mid x_{\\le t}, z_{<t}) \\,\\|\\, p(z_t \\mid x_{<t}, z_{<t})\\big)\\Big]
+        + E_q[\\log P(T \\mid \\cdot)],
+
+with the KL between diagonal Gaussians in closed form. Length (:mod:`probseq.lengths`): ``none``;
+``halting``, a Bernoulli stop unit read from ``h_t`` (so ``log P(T)`` sits inside the expectation
+over ``z``); or ``explicit``, a learned ``P(tau)`` with ``tau - t`` fed into the recurrence.
+
+**Two implementations of one model.** :meth:`VRNN.pyro_model` / :meth:`VRNN.pyro_guide` write it as
+a Pyro program (a ``pyro.plate`` over sequences, ``pyro.markov`` over time, ragged batches masked
+with ``.mask(...)``, KL annealing by ``poutine.scale``), so any Pyro inference algorithm applies:
+``SVI(vrnn.pyro_model, vrnn.pyro_guide, optim, Trace_ELBO())``. The fast path
+(:meth:`VRNN.elbo_terms`, used by ``loss`` and ``log_prob``) computes the same quantities directly:
+``phi_x`` and every ``x``-dependent pre-activation for all ``t`` in one matmul before the loop; in the
+loop only what ``z_t`` and ``h_t`` need (one matmul on ``h_{t-1}`` shared by the encoder and the GRU,
+the encoder head, ``phi_z``, the GRU input from ``z``), tensors ``unbind`` -ed once; the prior, the
+decoder, the KL and all log-densities after the loop, vectorised over time. ``tests/test_vrnn_pyro.py``
+checks that both give the same ELBO on the same latent draws (``Trace_ELBO``: sampled KL;
+``TraceMeanField_ELBO``: closed-form KL). Cost per sequence: ``O(T (H^2 + H F + F Z))`` in the loop.
+
+**Estimators** (:mod:`probseq.evaluate.latent`): ``elbo`` (default; mean of ``K`` single-draw ELBOs
+with the closed-form KL, ``K = 10``), ``iwae`` (IWAE-K bound, ``K = 100``; Burda et al. 2016) and
+``is`` (importance-sampled estimate of ``log p(x)`` with a delta-method error, ``K = 100``), all from
+the log weights ``log p(x, z) - log q(z | x)`` with ``z ~ q``; noise is drawn from ``generator``.
+
+**Training** (``loss``): ``-ELBO`` per frame, with the KL term weighted by the annealing weight
+``beta`` (``kl_schedule``, ``kl_warmup``, ``kl_start``; :mod:`probseq.train.annealing`) and floored
+per latent unit by ``free_bits`` nats per frame. :meth:`VRNN.diagnostics` reports the KL per frame
+and the number of active units (Burda et al. 2016: ``Cov_x(E_q[z_u]) > 0.01``).
+
+**Sampling**: ``draw_frame`` draws ``z_t`` from the prior and ``x_t`` from the decoder (temperature
+scales both variances and divides the frame logits), stashing ``phi_z(z_t)`` in the state;
+``advance`` updates ``h``. A prefix frame has no stashed latent: it is encoded with the posterior
+*mean* of ``q(z_t | x_t, h_{t-1})``.
+
+**Prediction** (``predict_next``, a plug-in approximation of ``E[x_t | x_{<t}]``): the history is
+read with posterior-mean latents, then ``x_hat_t = E[x_t | z_t = mu_{0,t}, h_{t-1}]`` (the decoder's
+mean at the prior mean of ``z_t``).
+
+References: J. Chung, K. Kastner, L. Dinh, K. Goel, A. Courville, Y. Bengio, "A recurrent latent
+variable model for sequential data", NeurIPS 2015. Y. Burda, R. Grosse, R. Salakhutdinov,
+"Importance weighted autoencoders", ICLR 2016.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from probseq.data.batch import Batch
+from probseq.data.spec import DataSpec
+from probseq.errors import UserError
+from probseq.evaluate import latent
+from probseq.frames.base import FrameDistribution
+from probseq.frames.factorial import (BernoulliFrame, CategoricalFrame, GaussianFrame,
+                                      make_factorial_frame)
+from probseq.lengths import make_length_model
+from probseq.models.base import LogProb, SequenceModel
+from probseq.models.registry import register_model
+from probseq.train.annealing import KLAnnealing, free_bits_kl
+
+__all__ = ["VRNN", "MixtureFrame", "VRNNTerms", "gaussian_kl"]
+
+_LOG_2PI = math.log(2 * math.pi)
+_MIN_SCALE = 1e-4
+#: row-steps (replicated sequences x time) per chunk when drawing many samples (memory bound)
+_CHUNK_ROW_STEPS = 1 << 18
+#: Burda et al. (2016) activity threshold on Cov_x(E_q[z_u])
+ACTIVITY_THRESHOLD = 0.01
+_OUTPUTS = ("auto", "bernoulli", "gaussian", "categorical", "mixture")
+
+
+def gaussian_kl(q_loc: Tensor, q_scale: Tensor, p_loc: Tensor, p_scale: Tensor) -> Tensor:
+    """``KL(N(q_loc, q_scale^2) || N(p_loc, p_scale^2))`` elementwise (diagonal Gaussians).
+
+    .. math:: \\log\\frac{\\sigma_p}{\\sigma_q} + \\frac{\\sigma_q^2 + (\\mu_q-\\mu_p)^2}{2\\sigma_p^2} - \\frac12
+    """
+    ratio = (q_scale / p_scale) ** 2
+    return 0.5 * (ratio + ((q_loc - p_loc) / p_scale) ** 2 - 1.0 - torch.log(ratio))
+
+
+def _normal_log_prob(value: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
+    return -0.5 * ((value - loc) / scale) ** 2 - torch.log(scale) - 0.5 * _LOG_2PI
+
+
+def _loc_scale(out: Tensor) -> tuple[Tensor, Tensor]:
+    loc, raw = out.chunk(2, -1)
+    return loc, F.softplus(raw) + _MIN_SCALE
+
+
+# ============================================================================ mixture output
+class MixtureFrame(FrameDistribution):
+    """A mixture of ``C`` factorial frames (Bernoulli or Gaussian) with shared structure.
+
+    .. math:: p(x \\mid \\theta) = \\sum_{c=1}^C \\pi_c\\, p(x \\mid \\theta_c), \\qquad
+              \\pi = \\mathrm{softmax}(a),
+
+    ``params = [a (C), theta_1, ..., theta_C]`` (``C (1 + P)`` numbers for a component with ``P``
+    parameters). Temperature divides the mixing logits and is passed on to the chosen component.
+    """
+
+    def __init__(self, component: FrameDistribution, components: int) -> None:
+        super().__init__()
+        if isinstance(component, CategoricalFrame):
+            raise UserError("a mixture of categorical frames is itself categorical; use output=categorical")
+        if components < 1:
+            raise UserError(f"a mixture needs at least one component, got components={components}")
+        self.component = component
+        self.components = int(components)
+        self.data_kind = component.data_kind
+        self.param_dim = self.components * (1 + component.param_dim)
+        self.input_dim = component.input_dim
+        self.event_shape = component.event_shape
+
+    def split(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        """``(mixing logits (..., C), component params (..., C, P))``."""
+        c = self.components
+        return params[..., :c], params[..., c:].unflatten(-1, (c, self.component.param_dim))
+
+    def log_prob(self, params, x):
+        logits, comp = self.split(params)
+        return torch.logsumexp(torch.log_softmax(logits, -1) + self.component.log_prob(comp, x.unsqueeze(-2)), -1)
+
+    def sample(self, params, *, temperature=1.0, generator=None):
+        logits, comp = self.split(params)
+        probs = torch.softmax(logits / temperature, -1)
+        idx = torch.multinomial(probs.reshape(-1, self.components), 1, generator=generator)
+        idx = idx.reshape(probs.shape[:-1] + (1, 1)).expand(*probs.shape[:-1], 1, comp.shape[-1])
+        chosen = comp.gather(-2, idx).squeeze(-2)
+        return self.component.sample(chosen, temperature=temperature, generator=generator)
+
+    def mean(self, params):
+        logits, comp = self.split(params)
+        return (torch.softmax(logits, -1).unsqueeze(-1) * self.component.mean(comp)).sum(-2)
+
+    def encode(self, x):
+        return self.component.encode(x)
+
+    def validate(self, x):
+        self.component.validate(x)
+
+
+def _make_output(kind: str, output: str, dim: int, components: int) -> FrameDistribution:
+    if output not in _OUTPUTS:
+        raise UserError(f"unknown VRNN output {output!r}; expected one of {', '.join(_OUTPUTS)}")
+    natural = {"binary": "bernoulli", "real": "gaussian", "categorical": "categorical"}[kind]
+    if output in ("auto", natural):
+        return make_factorial_frame(kind, dim)
+    if output == "mixture" and kind != "categorical":
+        return MixtureFrame(make_factorial_frame(kind, dim), components)
+    raise UserError(f"output={output} does not fit {kind} data; use output={natural}"
+                    + ("" if kind == "categorical" else " or output=mixture"))
+
+
+# ============================================================================ fast-path results
+@dataclass
+class VRNNTerms:
+    """Per-frame terms of one pass with latent draws ``z`` (``N`` rows, ``T`` steps, ``U`` units).
+
+    Attributes:
+        recon: ``(N, T)`` ``log p(x_t | z_t, h_{t-1})`` (padding: arbitrary finite values).
+        kl: ``(N, T, U)`` closed-form KL of each latent unit.
+        log_ratio: ``(N, T)`` ``log p(z_t | h_{t-1}) - log q(z_t | x_t, h_{t-1})`` at the draws.
+        length: ``(N,)`` ``log P(T | ...)`` (zero for ``length=none``).
+        mask: ``(N, T)`` real frames. z, q_loc: ``(N, T, U)`` draws and posterior means.
+        prev_hidden: ``(N, T, H)`` ``h_{t-1}`` for each step.
+    """
+
+    recon: Tensor
+    kl: Tensor
+    log_ratio: Tensor
+    length: Tensor
+    mask: Tensor
+    z: Tensor
+    q_loc: Tensor
+    prev_hidden: Tensor
+
+    def _sum(self, per_step: Tensor) -> Tensor:
+        return torch.where(self.mask, per_step, torch.zeros_like(per_step)).sum(1)
+
+    @property
+    def log_weight(self) -> Tensor:
+        """``(N,)`` ``log p(x, T, z) - log q(z | x)``: the importance weight of each draw."""
+        return self._sum(self.recon + self.log_ratio) + self.length
+
+    @property
+    def elbo(self) -> Tensor:
+        """``(N,)`` single-draw ELBO with the closed-form KL: ``sum_t recon_t - KL_t + length``."""
+        return self._sum(self.recon - self.kl.sum(-1)) + self.length
+
+
+@dataclass
+class _VRNNState:
+    hidden: Tensor             # (n, H): h_t
+    z_features: Tensor | None  # (n, F): phi_z(z_{t+1}) stashed by draw_frame, consumed by advance
+    steps: int                 # frames consumed so far
+    target: Tensor | None      # (n,) tau for the explicit length model
+
+
+# ============================================================================ the model
+@register_model
+class VRNN(SequenceModel):
+    """Variational RNN (Chung et al. 2015); ``log_prob`` is a bound (ELBO / IWAE-K) or an IS estimate.
+
+    Hyperparameters:
+        hidden: GRU state size ``H``. latent: ``U``, units of ``z_t``. features: width ``F`` of the
+        feature extractors and of every hidden layer.
+        output: ``auto | bernoulli | gaussian | categorical | mixture``; components: mixture size.
+        length: ``none | halting | explicit``; max_length: support of ``explicit``.
+        kl_schedule / kl_warmup / kl_start: KL annealing (:class:`~probseq.train.annealing.KLAnnealing`).
+        free_bits: nats per latent unit per frame below which the KL is not penalised (0 = off).
+    """
+
+    name = "vrnn"
+    likelihood_kind = "bound"
+    estimators = latent.LATENT_ESTIMATORS
+    data_kinds = ("binary", "real", "categorical")
+    hyperparameters: ClassVar[dict[str, Any]] = {
+        "hidden": 128, "latent": 16, "features": 128, "output": "auto", "components": 5,
+        "length": "none", "max_length": 1000,
+        "kl_schedule": "linear", "kl_warmup": 0.0, "kl_start": 0.0, "free_bits": 0.0,
+    }
+    training_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "clip": 10.0}
+    contract_example = {"spec": DataSpec("binary", 4),
+                        "hyper": {"hidden": 6, "latent": 2, "features": 5, "length": "halting"}}
+    #: default number of draws per estimator when ``samples`` is not given
+    default_samples: ClassVar[dict[str, int]] = {"elbo": 10, "iwae": 100, "is": 100}
+
+    def __init__(self, spec: DataSpec, **hyper: Any) -> None:
+        super().__init__(spec, **hyper)
+        cfg = self.config
+        hidden, z_dim, feat = int(cfg["hidden"]), int(cfg["latent"]), int(cfg["features"])
+        if min(hidden, z_dim, feat) < 1:
+            raise UserError("hidden, latent and features must be positive")
+        if cfg["length"] == "end-symbol":
+            raise UserError("the VRNN supports length=none, halting or explicit (not end-symbol)")
+        self.frame = _make_output(spec.kind, str(cfg["output"]), spec.dim, int(cfg["components"]))
+        self.length_model = make_length_model(str(cfg["length"]), data_kind=spec.kind,
+                                              max_length=int(cfg["max_length"]))
+        self.annealing = KLAnnealing(str(cfg["kl_schedule"]), float(cfg["kl_warmup"]), float(cfg["kl_start"]))
+        if float(cfg["free_bits"]) < 0:
+            raise UserError(f"free_bits must be non-negative, got {cfg['free_bits']}")
+        #: the current KL weight beta (set by on_train_step; 1 = the true ELBO)
+        self.kl_weight = 1.0
+        self.hidden_size, self.latent_size, self.feature_size = hidden, z_dim, feat
+        self.length_features = self.length_model.input_dim
+
+        # feature extractors phi_x, phi_z
+        self.phi_x = nn.Sequential(nn.Linear(self.frame.input_dim, feat), nn.ReLU(),
+                                   nn.Linear(feat, feat), nn.ReLU())
+        self.phi_z = nn.Sequential(nn.Linear(z_dim, feat), nn.ReLU())
+        # prior p(z_t | h_{t-1})
+        self.prior_net = nn.Sequential(nn.Linear(hidden, feat), nn.ReLU(), nn.Linear(feat, 2 * z_dim))
+        # inference network q(z_t | x_t, h_{t-1}): relu(W_x phi_x + W_h h + b) -> (loc, scale)
+        self.encoder_x = nn.Linear(feat, feat)
+        self.encoder_h = nn.Parameter(torch.empty(feat, hidden))
+        nn.init.kaiming_uniform_(self.encoder_h, a=math.sqrt(5))
+        self.encoder_out = nn.Linear(feat, 2 * z_dim)
+        # decoder p(x_t | z_t, h_{t-1})
+        self.decoder = nn.Sequential(nn.Linear(feat + hidden, feat), nn.ReLU(),
+                                     nn.Linear(feat, feat), nn.ReLU(),
+                                     nn.Linear(feat, self.frame.param_dim))
+        # recurrence h_t = GRU(h_{t-1}, [phi_x(x_t), phi_z(z_t), g(tau - t)])
+        self.rnn = nn.GRUCell(2 * feat + self.length_features, hidden)
+        self.initial_hidden = nn.Parameter(torch.zeros(hidden))
+        self.halt = nn.Linear(hidden, 1) if self.length_model.head_dim else None
+
+    # ------------------------------------------------------------------ shared pieces
+    def _dtype(self) -> torch.dtype:
+        return self.initial_hidden.dtype
+
+    def _hidden_projection(self) -> tuple[Tensor, Tensor]:
+        """``[W_enc_h; W_hh]`` and its bias: the one matmul on ``h_{t-1}`` per step."""
+        feat = self.feature_size
+        weight = torch.cat([self.encoder_h, self.rnn.weight_hh], 0)
+        bias = torch.cat([self.rnn.bias_hh.new_zeros(feat), self.rnn.bias_hh], 0)
+        return weight, bias
+
+    def _x_inputs(self, phi_x: Tensor, remaining: Tensor | None) -> Tensor:
+        """GRU input pre-activation from ``phi_x`` (and ``g(tau - t)``), with the input bias."""
+        feat = self.feature_size
+        w = self.rnn.weight_ih
+        out = F.linear(phi_x, w[:, :feat], self.rnn.bias_ih)
+        if self.length_features:
+            out = out + F.linear(self.length_model.step_features(remaining).to(phi_x.dtype),
+                                 w[:, 2 * feat:])
+        return out
+
+    def _z_inputs(self, z_features: Tensor) -> Tensor:
+        feat = self.feature_size
+        return F.linear(z_features, self.rnn.weight_ih[:, feat:2 * feat])
+
+    def _gru(self, gates_x: Tensor, gates_h: Tensor, h: Tensor) -> Tensor:
+        """``nn.GRUCell`` from pre-activations (gate order r, z, n; Cho et al. 2014)."""
+        hs = self.hidden_size
+        rz = torch.sigmoid(gates_x[..., :2 * hs] + gates_h[..., :2 * hs])
+        r, u = rz[..., :hs], rz[..., hs:]
+        n = torch.tanh(gates_x[..., 2 * hs:] + r * gates_h[..., 2 * hs:])
+        return n + u * (h - n)
+
+    def _posterior(self, enc_x: Tensor, enc_h: Tensor) -> tuple[Tensor, Tensor]:
+        return _loc_scale(self.encoder_out(F.relu(enc_x + enc_h)))
+
+    def _prior(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        return _loc_scale(self.prior_net(h))
+
+    def _decode(self, z_features: Tensor, h: Tensor) -> Tensor:
+        return self.decoder(torch.cat([z_features, h], -1))
+
+    def _remaining(self, lengths: Tensor, steps: int) -> Tensor | None:
+        """``tau - t`` for ``t = 1..steps`` (the input after frame ``t``), ``(N, steps)``."""
+        if not self.length_features:
+            return None
+        return lengths.unsqueeze(1) - torch.arange(1, steps + 1, device=lengths.device).unsqueeze(0)
+
+    def _length_log_prob(self, lengths: Tensor, next_hidden: Tensor) -> Tensor:
+        lm = self.length_model
+        if self.halt is not None:
+            return lm.log_prob(lengths, self.halt(next_hidden).squeeze(-1))
+        return lm.log_prob(lengths, None).to(next_hidden.dtype)
+
+    def _frames(self, batch: Batch) -> Tensor:
+        self.validate_batch(batch)
+        x = batch.padded_with_zeros()
+        self.frame.validate(x)
+        return x
+
+    # ------------------------------------------------------------------ fast path
+    def elbo_terms(self, batch: Batch, *, samples: int = 1, noise: Tensor | None = None,
+                   generator: torch.Generator | None = None, latent_noise: bool = True) -> VRNNTerms:
+        """One teacher-forced pass with ``samples`` latent draws per sequence (rows ``k * B + b``).
+
+        Args:
+            noise: ``(samples * B, T, U)`` standard-normal noise, ``z_t = mu + sigma * noise_t``; drawn
+                from ``generator`` when ``None``.
+            latent_noise: ``False`` uses the posterior means (``noise = 0``; for prediction).
+        """
+        x = self._frames(batch)
+        lengths, mask = batch.lengths, batch.mask
+        if samples > 1:
+            x = x.repeat(samples, *([1] * (x.dim() - 1)))
+            lengths, mask = lengths.repeat(samples), mask.repeat(samples, 1)
+        rows, steps = mask.shape
+        dtype = self._dtype()
+        if noise is None:
+            noise = (torch.randn(rows, steps, self.latent_size, generator=generator, dtype=dtype)
+                     if latent_noise else torch.zeros(rows, steps, self.latent_size, dtype=dtype))
+        elif noise.shape != (rows, steps, self.latent_size):
+            raise ValueError(f"noise must have shape {(rows, steps, self.latent_size)}, got {tuple(noise.shape)}")
+
+        # everything that depends on x alone: one matmul each, for all t
+        phi_x = self.phi_x(self.frame.encode(x).to(dtype))                      # (N, T, F)
+        enc_x = self.encoder_x(phi_x)                                           # (N, T, F)
+        gates_x = self._x_inputs(phi_x, self._remaining(lengths, steps))        # (N, T, 3H)
+        w_h, b_h = self._hidden_projection()
+        feat = self.feature_size
+
+        h = self.initial_hidden.expand(rows, -1)
+        prev_h, locs, scales, zs, z_feats = [], [], [], [], []
+        for enc_x_t, gates_x_t, eps_t in zip(enc_x.unbind(1), gates_x.unbind(1), noise.unbind(1)):
+            proj = F.linear(h, w_h, b_h)
+            loc, scale = self._posterior(enc_x_t, proj[:, :feat])
+            z = loc + scale * eps_t
+            z_feat = self.phi_z(z)
+            prev_h.append(h)
+            h = self._gru(gates_x_t + self._z_inputs(z_feat), proj[:, feat:], h)
+            locs.append(loc), scales.append(scale), zs.append(z), z_feats.append(z_feat)
+        prev_hidden = torch.stack(prev_h, 1)
+        next_hidden = torch.cat([prev_hidden[:, 1:], h.unsqueeze(1)], 1)
+        q_loc, q_scale, z = torch.stack(locs, 1), torch.stack(scales, 1), torch.stack(zs, 1)
+
+        # everything else vectorised over time
+        p_loc, p_scale = self._prior(prev_hidden)
+        params = self._decode(torch.stack(z_feats, 1), prev_hidden)
+        recon = self.frame.log_prob(params, x)
+        kl = gaussian_kl(q_loc, q_scale, p_loc, p_scale)
+        log_q = (-0.5 * noise ** 2 - torch.log(q_scale) - 0.5 * _LOG_2PI).sum(-1)
+        log_ratio = _normal_log_prob(z, p_loc, p_scale).sum(-1) - log_q
+        length = self._length_log_prob(lengths, next_hidden)
+        return VRNNTerms(recon, kl, log_ratio, length, mask, z, q_loc, prev_hidden)
+
+    # ------------------------------------------------------------------ likelihood
+    def log_prob(self, batch: Batch, *, estimator: str | None = None, samples: int | None = None,
+                 generator: torch.Generator | None = None) -> LogProb:
+        """ELBO, IWAE-K bound or importance-sampled estimate per sequence (see the module docstring)."""
+        estimator = self.check_estimator(estimator)
+        k_total = int(samples) if samples is not None else self.default_samples[estimator]
+        log_w, elbo_terms = self.log_weights(batch, k_total, generator=generator)
+        return latent.estimate(log_w, estimator, elbo_terms=elbo_terms)
+
+    def log_weights(self, batch: Batch, samples: int, *,
+                    generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """``(K, B)`` log importance weights ``log p(x, T, z_k) - log q(z_k | x)`` and, from the same
+        draws, ``(K, B)`` single-draw ELBOs with the closed-form KL; drawn in memory-bounded chunks.
+        """
+        if samples < 1:
+            raise UserError(f"the number of samples must be positive, got {samples}")
+        n, steps = batch.batch_size, batch.max_length
+        chunk = max(1, _CHUNK_ROW_STEPS // max(1, n * steps))
+        elbo_parts: list[Tensor] = []
+
+        def draw(k: int) -> Tensor:
+            terms = self.elbo_terms(batch, samples=k, generator=generator)
+            elbo_parts.append(latent.check_log_weights(terms.elbo.reshape(k, n), "ELBO terms"))
+            return terms.log_weight.reshape(k, n)
+
+        log_w = latent.collect_log_weights(draw, samples, chunk=chunk)
+        return log_w, torch.cat(elbo_parts, 0)
+
+    def loss(self, batch: Batch, *, generator: torch.Generator | None = None) -> Tensor:
+        """``-(E log p(x|z) + log P(T)) / N + beta * sum_u max(lambda, KL_u / N)`` (one draw)."""
+        terms = self.elbo_terms(batch, generator=generator)
+        n_frames = batch.n_frames
+        recon = torch.where(terms.mask, terms.recon, torch.zeros_like(terms.recon)).sum() + terms.length.sum()
+        kl = free_bits_kl(terms.kl, terms.mask, n_frames, float(self.config["free_bits"]))
+        return -recon / n_frames + self.kl_weight * kl
+
+    def on_train_step(self, step: int, total_steps: int) -> None:
+        self.kl_weight = self.annealing(step, total_steps)
+
+    def validation_loss(self, batch: Batch) -> float:
+        """``-ELBO`` per frame (``beta = 1``, no free bits; one draw from a fixed seed)."""
+        with torch.no_grad():
+            terms = self.elbo_terms(batch, generator=torch.Generator().manual_seed(0))
+            return float(-terms.elbo.sum() / batch.n_frames)
+
+    @torch.no_grad()
+    def diagnostics(self, batch: Batch) -> dict[str, Any]:
+        """Posterior-collapse diagnostics on ``batch`` (one draw from a fixed seed).
+
+        Returns ``kl_per_frame`` (closed-form KL, nats), ``recon_nll_per_frame``,
+        ``elbo_nll_per_frame`` (``-ELBO`` per frame), ``kl_weight`` (the current ``beta``),
+        ``kl_per_unit`` (list, nats per frame) and ``active_units``: the number of units ``u`` with
+        ``Var(E_q[z_{t,u}]) > 0.01`` over the batch's real frames (Burda et al. 2016, §5.2, applied
+        per frame along the drawn trajectory).
+        """
+        terms = self.elbo_terms(batch, generator=torch.Generator().manual_seed(0))
+        mask = terms.mask
+        frames = batch.n_frames
+        kl_unit = torch.where(mask.unsqueeze(-1), terms.kl, torch.zeros_like(terms.kl)).sum((0, 1)) / frames
+        recon = float(torch.where(mask, terms.recon, torch.zeros_like(terms.recon)).sum() + terms.length.sum())
+        means = terms.q_loc[mask]                                            # (frames, U)
+        activity = means.var(0, unbiased=True) if means.shape[0] > 1 else torch.zeros(self.latent_size)
+        return {
+            "kl_per_frame": float(kl_unit.sum()),
+            "recon_nll_per_frame": -recon / frames,
+            "elbo_nll_per_frame": float(-terms.elbo.sum() / frames),
+            "kl_weight": float(self.kl_weight),
+            "kl_per_unit": [round(float(v), 5) for v in kl_unit],
+            "active_units": int((activity > ACTIVITY_THRESHOLD).sum()),
+        }
+
+    # ------------------------------------------------------------------ data-dependent init
+    def prepare(self, dataset: Any) -> None:
+        """Set the decoder's output bias to the training data's marginals (per component)."""
+        examples = [e for e in dataset.split("train") if isinstance(e, Tensor)]
+        if not examples:
+            return
+        data = torch.cat(examples, 0)
+        base = self.frame.component if isinstance(self.frame, MixtureFrame) else self.frame
+        if isinstance(base, BernoulliFrame):
+            p = data.float().mean(0).clamp(1e-3, 1 - 1e-3)
+            bias = torch.log(p) - torch.log1p(-p)
+        elif isinstance(base, GaussianFrame):
+            bias = torch.cat([data.float().mean(0), torch.log(data.float().std(0).clamp_min(1e-3))])
+        elif isinstance(base, CategoricalFrame):
+            counts = torch.bincount(data.long().reshape(-1), minlength=base.param_dim).float()
+            bias = torch.log((counts + 1) / (counts.sum() + base.param_dim))
+        else:
+            return
+        out = self.decoder[-1]
+        with torch.no_grad():
+            if isinstance(self.frame, MixtureFrame):
+                c = self.frame.components
+                out.bias[c:] = bias.to(out.bias.dtype).repeat(c)
+            else:
+                out.bias.copy_(bias.to(out.bias.dtype))
+
+    # ------------------------------------------------------------------ prediction
+    @torch.no_grad()
+    def predict_next(self, batch: Batch) -> Tensor:
+        terms = self.elbo_terms(batch, latent_noise=False)
+        p_loc, _ = self._prior(terms.prev_hidden)
+        params = self._decode(self.phi_z(p_loc), terms.prev_hidden)
+        return self.frame.mean(params)
+
+    # ------------------------------------------------------------------ sampling hooks
+    def initial_state(self, n, *, target_length=None):
+        return _VRNNState(self.initial_hidden.detach().expand(n, -1), None, 0, target_length)
+
+    def draw_frame(self, state, *, temperature=1.0, generator=None):
+        loc, scale = self._prior(state.hidden)
+        eps = torch.randn(loc.shape, generator=generator, dtype=loc.dtype)
+        z = loc + math.sqrt(temperature) * scale * eps
+        z_feat = self.phi_z(z)
+        params = self._decode(z_feat, state.hidden)
+        x = self.frame.sample(params, temperature=temperature, generator=generator)
+        return x, replace(state, z_features=z_feat)
+
+    def advance(self, state, frame):
+        h = state.hidden
+        steps = state.steps + 1
+        phi_x = self.phi_x(self.frame.encode(frame).to(h.dtype))
+        w_h, b_h = self._hidden_projection()
+        proj = F.linear(h, w_h, b_h)
+        z_feat = state.z_features
+        if z_feat is None:                       # a prefix frame: posterior-mean latent
+            loc, _ = self._posterior(self.encoder_x(phi_x), proj[:, :self.feature_size])
+            z_feat = self.phi_z(loc)
+        remaining = None if state.target is None or not self.length_features else state.target - steps
+        gates_x = self._x_inputs(phi_x, remaining)
+        h = self._gru(gates_x + self._z_inputs(z_feat), proj[:, self.feature_size:], h)
+        return _VRNNState(h, None, steps, state.target)
+
+    def stop_logit(self, state):
+        if self.halt is None:
+            return None
+        return self.halt(state.hidden).squeeze(-1)
+
+    # ------------------------------------------------------------------ the Pyro program
+    def _pyro_obs_dist(self, params: Tensor):
+        import pyro.distributions as dist
+
+        def factorial(frame, p):
+            if isinstance(frame, BernoulliFrame):
+                return dist.Bernoulli(logits=p).to_event(1)
+            if isinstance(frame, GaussianFrame):
+                loc, log_std = frame._split(p)
+                return dist.Normal(loc, torch.exp(log_std)).to_event(1)
+            if isinstance(frame, CategoricalFrame):
+                return dist.Categorical(logits=p)
+            raise TypeError(f"no Pyro distribution for {type(frame).__name__}")
+
+        if isinstance(self.frame, MixtureFrame):
+            logits, comp = self.frame.split(params)
+            return dist.MixtureSameFamily(dist.Categorical(logits=logits),
+                                          factorial(self.frame.component, comp))
+        return factorial(self.frame, params)
+
+    def pyro_model(self, batch: Batch, kl_scale: float = 1.0) -> None:
+        """The generative model as a Pyro program (sites ``z_t``, ``x_t``, ``halt_t``, ``length``).
+
+        ``kl_scale`` scales the ``z`` sites (``poutine.scale``); with the same scale in the guide
+        this weights ``log p(z) - log q(z)``, i.e. KL annealing.
+        """
+        import pyro
+        import pyro.distributions as dist
+        from pyro import poutine
+
+        pyro.module("vrnn", self)
+        x = self._frames(batch)
+        lengths, mask = batch.lengths, batch.mask
+        n, steps = mask.shape
+        phi_x = self.phi_x(self.frame.encode(x).to(self._dtype()))
+        gates_x = self._x_inputs(phi_x, self._remaining(lengths, steps))
+        h = self.initial_hidden.expand(n, -1)
+        with pyro.plate("sequences", n):
+            for t in pyro.markov(range(steps)):
+                m = mask[:, t]
+                p_loc, p_scale = self._prior(h)
+                with poutine.scale(scale=kl_scale):
+                    z = pyro.sample(f"z_{t + 1}", dist.Normal(p_loc, p_scale).to_event(1).mask(m))
+                z_feat = self.phi_z(z)
+                pyro.sample(f"x_{t + 1}", self._pyro_obs_dist(self._decode(z_feat, h)).mask(m), obs=x[:, t])
+                gates_h = F.linear(h, self.rnn.weight_hh, self.rnn.bias_hh)
+                h = self._gru(gates_x[:, t] + self._z_inputs(z_feat), gates_h, h)
+                if self.halt is not None:
+                    pyro.sample(f"halt_{t + 1}", dist.Bernoulli(logits=self.halt(h).squeeze(-1)).mask(m),
+                                obs=(lengths == t + 1).to(h.dtype))
+            if self.length_features:
+                pyro.sample("length", dist.Categorical(logits=self.length_model.logits), obs=lengths - 1)
+
+    def pyro_guide(self, batch: Batch, kl_scale: float = 1.0) -> None:
+        """The inference network ``q(z_t | x_t, h_{t-1})`` as a Pyro guide (same ``z_t`` sites)."""
+        import pyro
+        import pyro.distributions as dist
+        from pyro import poutine
+
+        pyro.module("vrnn", self)
+        x = self._frames(batch)
+        lengths, mask = batch.lengths, batch.mask
+        n, steps = mask.shape
+        phi_x = self.phi_x(self.frame.encode(x).to(self._dtype()))
+        enc_x = self.encoder_x(phi_x)
+        gates_x = self._x_inputs(phi_x, self._remaining(lengths, steps))
+        h = self.initial_hidden.expand(n, -1)
+        with pyro.plate("sequences", n):
+            for t in pyro.markov(range(steps)):
+                q_loc, q_scale = self._posterior(enc_x[:, t], F.linear(h, self.encoder_h))
+                with poutine.scale(scale=kl_scale):
+                    z = pyro.sample(f"z_{t + 1}", dist.Normal(q_loc, q_scale).to_event(1).mask(mask[:, t]))
+                gates_h = F.linear(h, self.rnn.weight_hh, self.rnn.bias_hh)
+                h = self._gru(gates_x[:, t] + self._z_inputs(self.phi_z(z)), gates_h, h)

@@ -5,11 +5,11 @@ hidden units, each timed for forward + backward (gradients of all weights and bi
 ``N`` random binary vectors with ``--density`` ones:
 
 ``nade-fused``
-    ``NADE.log_prob(impl="cumsum")``: the O(DH) cumulative-sum trick, hand-written backward.
+    ``NADE.log_prob(impl="cumsum")`` (the default): the O(DH) running-sum trick as a loop over
+    the ``D`` positions of O(N H) steps, hand-written forward and backward.
 ``nade-segments``
     ``NADE.log_prob(impl="segments")``: the cumulative sum over the ones only, logits from one
-    matrix product; O(S D H) with ``S`` = 1 + ones per vector; what ``impl="auto"`` picks for
-    sparse data such as piano-rolls.
+    matrix product; O(S D H) with ``S`` = 1 + ones per vector; for sparse data (piano-rolls).
 ``nade-autograd``
     :meth:`probseq.NADE.log_prob_autograd`: the same O(DH) maths with autograd's backward.
 ``nade-naive``

@@ -158,7 +158,7 @@ def test_shapes_follow_torch_distributions():
     assert frames.shape == (2, 3, 6) and score.shape == (2, 3)
     with pytest.raises(UserError, match="labels must have shape"):
         dist.log_prob(torch.ones(3, 2, 4, dtype=torch.long))
-    with pytest.raises(UserError, match="differ from the blank"):
+    with pytest.raises(UserError, match="blank index"):
         dist.log_prob(torch.zeros(2, 3, 2, dtype=torch.long))
 
 

@@ -130,6 +130,26 @@ def test_hred_batched_equals_per_dialogue_and_is_a_probability():
     assert (batched < 0).all()
 
 
+@torch.no_grad()
+def test_vhred_batched_equals_per_dialogue_given_the_same_latents():
+    """The stochastic estimators draw different noise per batch; with z fixed to the posterior mean the
+    per-turn ELBO terms of a batch equal those of each dialogue alone."""
+    model = tiny("vhred")
+    dialogues = random_dialogues(5, seed=3)
+
+    def terms(batch):
+        enc = model._encode(batch)
+        mu_q, std_q = model.posterior(enc.context, enc.encoding)
+        mu_p, std_p = model.prior(enc.context)
+        inputs = model._decoder_inputs(enc.turns, enc.lengths, 0.0, None)
+        recon = model._turn_log_probs(enc.turns, enc.lengths, inputs, model._conditioning(enc, mu_q))
+        return recon - gaussian_kl(mu_q, std_q, mu_p, std_p)
+
+    batched = terms(model.collate(dialogues))
+    singles = torch.cat([terms(model.collate([d])) for d in dialogues])
+    torch.testing.assert_close(batched, singles, rtol=0, atol=1e-10)
+
+
 @pytest.mark.parametrize("name", ["hred", "vhred"])
 def test_teacher_forcing_equals_the_step_by_step_decoder(name):
     model = tiny(name)

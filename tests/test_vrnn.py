@@ -280,3 +280,22 @@ def test_nan_log_weights_are_reported_not_dropped():
     batch = Batch(torch.ones(1, 2, 3, dtype=F64), torch.tensor([2]))
     with pytest.raises(FloatingPointError, match="NaN or infinite"):
         model.log_prob(batch, estimator="is", samples=4)
+
+
+def test_speed_benchmark_runs_with_tiny_arguments(capsys):
+    """``benchmarks/vrnn_speed.py`` stays runnable (tiny sizes; the numbers are meaningless here)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "vrnn_speed.py"
+    spec = importlib.util.spec_from_file_location("vrnn_speed", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    threads = torch.get_num_threads()
+    try:
+        result = bench.main(bench.parse_args(["--batch", "2", "--steps", "4", "--hidden", "8", "--latent", "2",
+                                              "--rounds", "1", "--steps-per-round", "1", "--warmup", "1"]))
+    finally:
+        torch.set_num_threads(threads)
+    assert set(result) >= {"probseq_s_per_step", "pyro_s_per_step", "speedup_vs_pyro"}
+    assert capsys.readouterr().out.count("\n") == 1

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from probseq.ctc.decode import PAD, best_path, collapse, prefix_beam_search
 from probseq.ctc.dp import Lattice, log_partition, partition
+from probseq.ctc.loss import check_labels
 from probseq.ctc.semiring import MaxSemiring, SampleSemiring
 from probseq.errors import UserError
 
@@ -81,13 +82,14 @@ class CTC:
         return lp.transpose(0, 1), self.lengths.expand(shape).reshape(-1)
 
     def _lattice(self, labels: Tensor, label_lengths: Tensor | None) -> tuple[Lattice, Tensor, torch.Size]:
+        """The lattices of ``labels`` (``sample_shape + batch_shape + (S,)``), the time-major
+        log-probabilities they are scored against, and ``sample_shape + batch_shape``."""
         labels = torch.as_tensor(labels, device=self.logits.device).long()
         outer = labels.shape[:-1]
         n_sample_dims = len(outer) - len(self.batch_shape)
         if labels.dim() < 1 or n_sample_dims < 0 or outer[n_sample_dims:] != self.batch_shape:
             raise UserError(f"labels must have shape sample_shape + {tuple(self.batch_shape)} + (S,), "
                             f"got {tuple(labels.shape)}")
-        sample_shape = outer[:n_sample_dims]
         if label_lengths is None:
             label_lengths = torch.full(outer, labels.shape[-1], dtype=torch.long, device=labels.device)
         label_lengths = torch.as_tensor(label_lengths, device=labels.device).long()
@@ -97,22 +99,17 @@ class CTC:
             raise UserError(f"every label length must lie in [0, {labels.shape[-1]}]")
         flat_labels = labels.reshape(outer.numel(), labels.shape[-1])
         flat_lengths = label_lengths.reshape(-1)
-        inside = torch.arange(labels.shape[-1], device=labels.device) < flat_lengths.unsqueeze(1)
-        used = flat_labels[inside]
-        if used.numel() and (int(used.min()) < 0 or int(used.max()) >= self.n_classes
-                             or bool((used == self.blank).any())):
-            raise UserError(f"labels must lie in [0, {self.n_classes - 1}] and differ from the blank {self.blank}")
-        _, input_lengths = self._flat(sample_shape)
+        check_labels(flat_labels, flat_lengths, self.n_classes, self.blank)
+        log_probs, input_lengths = self._flat(outer[:n_sample_dims])
         lattice = Lattice.build(flat_labels, flat_lengths, input_lengths, blank=self.blank,
                                 collapse_repeats=self.collapse_repeats, dtype=self.logits.dtype)
-        return lattice, flat_lengths, torch.Size(outer)
+        return lattice, log_probs, outer
 
     # ------------------------------------------------------------------ likelihood
     def log_prob(self, labels: Tensor, label_lengths: Tensor | None = None) -> Tensor:
         """:math:`\\log p(l \\mid x)` of ``labels (sample_shape + batch_shape + (S,))``; ``-inf`` when
         no alignment exists. Differentiable w.r.t. ``logits``."""
-        lattice, _, outer = self._lattice(labels, label_lengths)
-        lp, _ = self._flat(outer[: len(outer) - len(self.batch_shape)])
+        lattice, lp, outer = self._lattice(labels, label_lengths)
         return log_partition(lattice.emissions(lp), lattice).reshape(outer)
 
     def marginals(self, labels: Tensor, label_lengths: Tensor | None = None) -> Tensor:
@@ -121,8 +118,7 @@ class CTC:
         The gradient of :math:`\\log p(l \\mid x)` w.r.t. the per-frame log-probabilities (each row
         sums to 1 inside the input, 0 past its end; all zero for an impossible ``l``).
         """
-        lattice, _, outer = self._lattice(labels, label_lengths)
-        lp, _ = self._flat(outer[: len(outer) - len(self.batch_shape)])
+        lattice, lp, outer = self._lattice(labels, label_lengths)
         lp = lp.detach().requires_grad_(True)
         with torch.enable_grad():
             log_z = log_partition(lattice.emissions(lp), lattice)
@@ -131,8 +127,8 @@ class CTC:
 
     # ------------------------------------------------------------------ alignments
     def _path(self, semiring, labels: Tensor, label_lengths: Tensor | None) -> tuple[Tensor, Tensor]:
-        lattice, _, outer = self._lattice(labels, label_lengths)
-        lp, input_lengths = self._flat(outer[: len(outer) - len(self.batch_shape)])
+        lattice, lp, outer = self._lattice(labels, label_lengths)
+        input_lengths = lattice.input_lengths
         emissions = lattice.emissions(lp.detach()).requires_grad_(True)
         with torch.enable_grad():
             score = partition(semiring, emissions, lattice)

@@ -30,7 +30,7 @@ from torch import Tensor
 from probseq.ctc.dp import Lattice, log_partition
 from probseq.errors import UserError
 
-__all__ = ["ctc_loss", "ctc_log_likelihood", "normalize_targets"]
+__all__ = ["ctc_loss", "ctc_log_likelihood", "normalize_targets", "check_labels"]
 
 _REDUCTIONS = ("none", "mean", "sum")
 _IMPLS = ("auto", "native", "dp")
@@ -77,7 +77,8 @@ def normalize_targets(targets: Tensor | Sequence[int], target_lengths: Tensor, b
     return padded
 
 
-def _check_labels(targets: Tensor, target_lengths: Tensor, n_classes: int, blank: int) -> None:
+def check_labels(targets: Tensor, target_lengths: Tensor, n_classes: int, blank: int) -> None:
+    """Raise :class:`UserError` unless every label inside ``target_lengths`` lies in ``[0, C)`` and is not ``blank``."""
     inside = torch.arange(targets.shape[1], device=targets.device) < target_lengths.unsqueeze(1)
     used = targets[inside]
     if used.numel() == 0:
@@ -150,7 +151,7 @@ def ctc_loss(log_probs: Tensor, targets: Tensor | Sequence[int], input_lengths: 
         raise UserError(f"every input length must lie in [1, {n_frames}], got "
                         f"{int(input_lengths.min())}..{int(input_lengths.max())}")
     padded = normalize_targets(targets, target_lengths, batch)
-    _check_labels(padded, target_lengths, n_classes, blank)
+    check_labels(padded, target_lengths, n_classes, blank)
 
     if impl == "auto":
         impl = "dp" if (not collapse_repeats or device.type == "cpu") else "native"

@@ -11,15 +11,14 @@ For a binary vector :math:`v \\in \\{0,1\\}^D` and an ordering :math:`o` (a perm
 
 with shared weights ``W`` ``(H, D)`` (input to hidden), ``V`` ``(D, H)`` (hidden to output), visible
 bias ``b`` ``(D,)`` and hidden bias ``c`` ``(H,)``. Because :math:`a_{k+1} = a_k + W_{:,o_k} v_{o_k}`,
-all ``D`` pre-activations come from one cumulative sum over the ordering (the "shared-weight
-trick"), so :math:`\\log p(v)` and its gradient cost :math:`O(DH)` per vector instead of the
-:math:`O(D^2 H)` of ``D`` separate passes. Here the forward and the backward are written by hand
-(:class:`_NADELogProb`; checked with ``gradcheck`` in float64 and against autograd of the plain
-formula in ``tests/test_nade.py``): the backward is the reverse recursion of Larochelle & Murray's
-Algorithm 1, vectorised over the batch and over ``k`` with one reverse cumulative sum. For sparse
-binary data (piano-rolls) a second exact implementation runs the cumulative sum over the ones only
-and reads all logits from one matrix product (:func:`_segment_log_prob`); ``log_prob`` picks it
-automatically when a batch is sparse enough.
+all ``D`` pre-activations come from one running (cumulative) sum over the ordering (the
+"shared-weight trick"), so :math:`\\log p(v)` and its gradient cost :math:`O(DH)` per vector instead
+of the :math:`O(D^2 H)` of ``D`` separate passes. Here the forward and the backward are written by
+hand (:class:`_NADELogProb`; checked with ``gradcheck`` in float64 and against autograd of the plain
+formula in ``tests/test_nade.py``): Larochelle & Murray's Algorithm 1 vectorised over the batch, a
+loop over the ``D`` positions of O(N H) steps forward and the reverse recursion backward. A second
+exact implementation for sparse binary data runs the cumulative sum over the ones only and reads all
+logits from one matrix product (:func:`_segment_log_prob`, ``impl="segments"``).
 
 **Conditional use.** ``b`` and ``c`` may be given per example (``(..., D)`` and ``(..., H)``); this
 is how an RNN sets a NADE's biases at every time step in RNN-NADE (Boulanger-Lewandowski, Bengio &
@@ -89,53 +88,83 @@ class _NADELogProb(torch.autograd.Function):
 
     Inputs (``N`` examples): ``xp`` ``(N, D)`` permuted data; ``Wp`` ``(D, H)`` or ``(N, D, H)``
     (rows ``W[:, o_k]``); ``Vp`` same shape (rows ``V[o_k]``); ``bp`` ``(N, D)``; ``c`` ``(N, H)``.
-    Output ``(N,)``. Saves ``h`` ``(N, D, H)`` and the logits for the backward:
+    Output ``(N,)``.
+
+    Larochelle & Murray's Algorithm 1, vectorised over the batch: a loop over the ``D`` positions
+    whose every step is O(N H) work on ``(N, H)`` slabs that stay in cache,
+    :math:`a_{k+1} = a_k + W_{o_k} v_{o_k}`, :math:`h_k = \\sigma(a_k)`,
+    :math:`\\ell_k = b_{o_k} + V_{o_k} \\cdot h_k`. (``torch.cumsum`` over the position axis of a
+    ``(N, D, H)`` tensor does the same arithmetic but is memory-bound and measured ~3x slower
+    here.) ``h`` is kept, ``(D, N, H)``, for the backward, which runs the positions in reverse with
+    the running sum :math:`S_k = \\sum_{j>k} \\delta a_j`:
 
     .. math::
 
         \\delta\\ell_k = g\\,(v_k - \\sigma(\\ell_k)),\\quad
         \\delta a_k = \\delta\\ell_k\\, V_k \\odot h_k \\odot (1-h_k),\\quad
         \\nabla c = \\textstyle\\sum_k \\delta a_k,\\quad
-        \\nabla W_j = v_j \\textstyle\\sum_{k>j} \\delta a_k,\\quad
-        \\nabla V_k = \\delta\\ell_k\\, h_k,\\quad \\nabla b_k = \\delta\\ell_k .
+        \\nabla W_k = v_k S_k,\\quad
+        \\nabla V_k = \\delta\\ell_k\\, h_k,\\quad \\nabla b_k = \\delta\\ell_k,\\quad
+        \\nabla v_k = W_k \\cdot S_k + g\\,\\ell_k .
     """
 
     @staticmethod
     def forward(ctx, xp: Tensor, Wp: Tensor, Vp: Tensor, bp: Tensor, c: Tensor) -> Tensor:
-        contrib = xp.unsqueeze(-1) * Wp                   # (N, D, H): W[:, o_j] v_{o_j}
-        contrib.cumsum_(1)
-        h = torch.empty_like(contrib)
-        h[:, 0] = c
-        torch.add(contrib[:, :-1], c.unsqueeze(1), out=h[:, 1:])
-        del contrib
-        h.sigmoid_()
-        logits = bp + (torch.einsum("ndh,dh->nd", h, Vp) if Vp.dim() == 2
-                       else torch.einsum("ndh,ndh->nd", h, Vp))
+        N, D = xp.shape
+        shared = Wp.dim() == 2
+        hs = torch.empty(D, N, c.shape[-1], dtype=c.dtype, device=c.device)
+        logits = torch.empty(D, N, dtype=c.dtype, device=c.device)
+        a = c.clone()
+        xt = xp.t()
+        for k in range(D):
+            if k > 0:
+                if shared:
+                    a.addr_(xt[k - 1], Wp[k - 1])
+                else:
+                    a.addcmul_(xt[k - 1].unsqueeze(-1), Wp[:, k - 1])
+            h = torch.sigmoid(a, out=hs[k])
+            if shared:
+                torch.mv(h, Vp[k], out=logits[k])
+            else:
+                torch.sum(h * Vp[:, k], -1, out=logits[k])
+        logits = logits.t() + bp                                          # (N, D)
         lp = (xp * logits - F.softplus(logits)).sum(-1)
-        ctx.save_for_backward(xp, Wp, Vp, h, logits)
+        ctx.save_for_backward(xp, Wp, Vp, hs, logits)
         return lp
 
     @staticmethod
     def backward(ctx, g: Tensor):
-        xp, Wp, Vp, h, logits = ctx.saved_tensors
+        xp, Wp, Vp, hs, logits = ctx.saved_tensors
         need_x, need_W, need_V, need_b, need_c = ctx.needs_input_grad
+        N, D = xp.shape
+        shared = Wp.dim() == 2
         dl = g.unsqueeze(-1) * (xp - torch.sigmoid(logits))              # (N, D)
-        grad_V = None
-        if need_V:
-            grad_V = (torch.einsum("nd,ndh->dh", dl, h) if Vp.dim() == 2
-                      else dl.unsqueeze(-1) * h)
-        da = torch.sub(1.0, h).mul_(h).mul_(Vp).mul_(dl.unsqueeze(-1))  # (N, D, H)
-        grad_c = da.sum(1)                                               # (N, H)
-        grad_x = grad_W = None
-        if need_x or need_W:
-            # S_j = sum_{k>j} da_k = total - inclusive cumsum (reverse exclusive cumsum)
-            S = da.cumsum_(1).neg_().add_(grad_c.unsqueeze(1))
+        dlt, xt = dl.t(), xp.t()
+        grad_W = torch.empty_like(Wp) if need_W else None
+        grad_V = torch.empty_like(Vp) if need_V else None
+        grad_x = torch.empty_like(xp) if need_x else None
+        S = torch.zeros_like(hs[0])                                       # sum_{j>k} da_j, (N, H)
+        for k in range(D - 1, -1, -1):
+            h = hs[k]
             if need_W:
-                grad_W = (torch.einsum("nd,ndh->dh", xp, S) if Wp.dim() == 2
-                          else xp.unsqueeze(-1) * S)
+                if shared:
+                    torch.mv(S.t(), xt[k], out=grad_W[k])
+                else:
+                    grad_W[:, k] = xt[k].unsqueeze(-1) * S
             if need_x:
-                grad_x = (S * Wp).sum(-1) + g.unsqueeze(-1) * logits
-        return grad_x, grad_W, grad_V, dl if need_b else None, grad_c if need_c else None
+                Wk = Wp[k] if shared else Wp[:, k]
+                grad_x[:, k] = (S * Wk).sum(-1)
+            Vk = Vp[k] if shared else Vp[:, k]
+            if need_V:
+                if shared:
+                    torch.mv(h.t(), dlt[k], out=grad_V[k])
+                else:
+                    grad_V[:, k] = dlt[k].unsqueeze(-1) * h
+            # da_k = dl_k V_k h_k (1 - h_k), accumulated into S after W_k used S_k
+            S.add_(torch.sub(1.0, h).mul_(h).mul_(Vk).mul_(dlt[k].unsqueeze(-1)))
+        if need_x:
+            grad_x += g.unsqueeze(-1) * logits
+        return grad_x, grad_W, grad_V, dl if need_b else None, S if need_c else None
 
 
 def _segment_log_prob(xp: Tensor, Wp: Tensor, Vp: Tensor, bp: Tensor, c: Tensor) -> Tensor:
@@ -147,7 +176,7 @@ def _segment_log_prob(xp: Tensor, Wp: Tensor, Vp: Tensor, bp: Tensor, c: Tensor)
     ``sigmoid(A) V^T`` ``(N, S, D)`` from which position ``k`` picks segment ``seg_k`` = number of
     ones before it. Cost O(N S D H) in dense matrix products and O(N S (D + H)) memory, against
     O(N D H) memory-bound element-wise work for the plain cumulative sum: for sparse data (a
-    piano-roll frame has ~4 notes of 88) it is the faster of the two. Autograd differentiates it
+    piano-roll frame has ~4 notes of 88) it ties with :class:`_NADELogProb`. Autograd differentiates it
     (matmuls, gathers); ``xp`` gets no gradient (it is used as an index).
     Shapes as :class:`_NADELogProb`.
     """
@@ -285,12 +314,11 @@ class NADE(nn.Module):
             visible_bias, hidden_bias: per-example ``(..., D)`` / ``(..., H)`` biases replacing the
                 module's own.
             ordering: ``(D,)`` or ``(..., D)`` permutations; default the module's ``ordering``.
-            impl: ``cumsum`` (O(DH), hand-written backward, :class:`_NADELogProb`), ``segments``
-                (cumulative sum over the ones only, :func:`_segment_log_prob`; needs exactly
-                binary ``x``), ``autograd`` (:meth:`log_prob_autograd`) or ``auto``: ``segments``
-                when ``x`` is exactly binary, needs no gradient and has at most ``D / 4`` ones per
-                vector (measured crossover near ``D / 3`` for D = 88, H = 150), else ``cumsum``.
-                All four give the same numbers and gradients (tested).
+            impl: ``cumsum`` (O(DH), hand-written forward and backward, :class:`_NADELogProb`),
+                ``segments`` (cumulative sum over the ones only, :func:`_segment_log_prob`; needs
+                exactly binary ``x``), ``autograd`` (:meth:`log_prob_autograd`); ``auto`` is
+                ``cumsum``, the fastest measured (``benchmarks/nade_speed.py``; ``segments`` only
+                ties it on piano-roll-sparse data). All four give the same numbers and gradients (tested).
         """
         if impl not in IMPLEMENTATIONS:
             raise UserError(f"unknown NADE implementation {impl!r}; expected one of {', '.join(IMPLEMENTATIONS)}")
@@ -299,9 +327,7 @@ class NADE(nn.Module):
                                           ordering=ordering)
         batch, xp, Wp, Vp, bp, c, _ = self._prepare(x, visible_bias, hidden_bias, ordering)
         if impl == "auto":
-            binary = bool(((xp == 0) | (xp == 1)).all())
-            sparse = binary and xp.numel() > 0 and int(xp.sum(1).max()) <= self.n_visible // 4
-            impl = "segments" if sparse and not x.requires_grad else "cumsum"
+            impl = "cumsum"
         if impl == "segments":
             if not bool(((xp == 0) | (xp == 1)).all()):
                 raise UserError("the segments implementation of NADE needs exactly binary data")

@@ -137,9 +137,11 @@ def load_fsdd(data_file=None, data_dir=None, *, max_digits: int = 5, train_passe
         by_split[split_of_take(int(match.group(3)))].append((int(match.group(1)), signal))
     if not any(by_split.values()):
         raise UserError(f"no FSDD recordings named DIGIT_SPEAKER_TAKE.wav in {folder}")
-    rng = np.random.default_rng(seed)
-    splits = {name: _digit_strings(clips, passes=passes, max_digits=max_digits, rng=rng)
-              for (name, clips), passes in zip(by_split.items(), (train_passes, valid_passes, test_passes))}
+    # one generator per split, so a split's strings do not depend on the other splits' options
+    splits = {name: _digit_strings(clips, passes=passes, max_digits=max_digits,
+                                   rng=np.random.default_rng([seed, index]))
+              for index, ((name, clips), passes) in enumerate(zip(by_split.items(),
+                                                                  (train_passes, valid_passes, test_passes)))}
     meta = {
         "sample_rate": SAMPLE_RATE, "alphabet": "0123456789", "media": "speech",
         "recordings": {k: len(v) for k, v in by_split.items()},

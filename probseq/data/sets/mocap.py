@@ -1,8 +1,8 @@
 """Motion capture datasets: ``mocap-mit`` (Taylor et al.'s 49-dimensional MIT data) and ``cmu`` (ASF/AMC).
 
 ``mocap-mit`` (``--data-file motion.mat``)
-    The MIT walking sequences (E. Hsu) as distributed with G. Taylor's CRBM code: three sequences
-    of 438, 260 and 3128 frames x 108 channels (18 joints x [exponential-map rotation (3),
+    The MIT motion capture sequences (E. Hsu) as distributed with G. Taylor's CRBM code: three
+    sequences of 438, 260 and 3128 frames x 108 channels (18 joints x [exponential-map rotation (3),
     offset (3)]), root already in Taylor's body-centred form. We keep Taylor's 49 columns
     (:data:`MIT_COLUMNS`, listed in ``shared/data/mocap/SOURCE.md``); the other 59 are constant over
     every frame of the file and are restored from :data:`meta["template"]` by the inverse transform.
@@ -120,7 +120,7 @@ def _default_path(given: str | Path | None, fallback: Path, missing_message: str
 # ---------------------------------------------------------------------------- MIT
 @register_dataset(
     "mocap-mit",
-    description="MIT walking motion capture, Taylor et al.'s 49-dim representation (3 sequences, z-scored)",
+    description="MIT motion capture (E. Hsu), Taylor et al.'s 49-dim representation (3 sequences, z-scored)",
     source="motion.mat from G. Taylor's CRBM code (data: E. Hsu, MIT); pass --data-file motion.mat",
     needs="file",
 )

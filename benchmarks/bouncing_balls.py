@@ -11,7 +11,9 @@ schedule needs the total number of steps in advance).
 Reported on the test split, over frames ``t >= 2`` of every sequence (the metric of
 :mod:`probseq.evaluate.prediction`):
 
-* each model's one-step-ahead prediction ``E[v_t | v_{<t}]`` (mean-field of step ``t``'s RBM);
+* each model's one-step-ahead prediction ``E[v_t | v_{<t}]`` of step ``t``'s RBM (RTRBM: a seeded
+  Gibbs average, ``predict=gibbs``, and for comparison mean-field on the same frames; TRBM: its
+  own rule, mean-field);
 * copy-last-frame ``v_{t-1}``;
 * linear extrapolation ``clip(2 v_{t-1} - v_{t-2}, 0, 1)`` (``v_1`` for ``t = 2``).
 
@@ -133,30 +135,50 @@ def main(args) -> list[dict]:
         model = build_model(name, dataset.spec, hyper)
         if args.lr is not None:
             model.training_defaults = {**model.training_defaults, "lr": args.lr}
-        t = time.perf_counter()
-        model.prepare(dataset)
-        prepare_s = time.perf_counter() - t
-        model.train()
-        summary = train_for(model, dataset, budget_s=args.budget_min * 60, batch_size=args.batch_size,
-                            seed=args.seed, log=log, eval_every_s=args.eval_every_min * 60, valid=valid)
-        if args.save_dir:
+        if args.load_dir:
+            saved = torch.load(Path(args.load_dir) / f"{name}.pt", weights_only=True)
+            model.load_state_dict(saved["state_dict"])
+            prepare_s, summary = 0.0, {"steps": saved.get("steps"), "train_s": saved.get("train_s", 0.0)}
+        else:
+            t = time.perf_counter()
+            model.prepare(dataset)
+            prepare_s = time.perf_counter() - t
+            model.train()
+            summary = train_for(model, dataset, budget_s=args.budget_min * 60, batch_size=args.batch_size,
+                                seed=args.seed, log=log, eval_every_s=args.eval_every_min * 60, valid=valid)
+        if args.save_dir and not args.load_dir:
             Path(args.save_dir).mkdir(parents=True, exist_ok=True)
-            torch.save({"model": name, "config": model.config, "state_dict": model.state_dict()},
+            torch.save({"model": name, "config": model.config, "state_dict": model.state_dict(),
+                        "steps": summary["steps"], "train_s": summary["train_s"]},
                        Path(args.save_dir) / f"{name}.pt")
         t = time.perf_counter()
         model.eval()
         errors = next_frame_errors(model, dataset.split("test"), batch_size=25)
         eval_s = time.perf_counter() - t
+        if "predict" in model.config:
+            # the other prediction rule on the same test split, for comparison
+            other = "mean-field" if model.config["predict"] == "gibbs" else "gibbs"
+            used = model.config["predict"]
+            model.config["predict"] = other
+            t = time.perf_counter()
+            errors[f"{other}_prediction_mse_per_pixel"] = next_frame_errors(
+                model, dataset.split("test"), batch_size=25)["next_frame_mse_per_dim"]
+            errors[f"{other}_prediction_eval_s"] = round(time.perf_counter() - t, 1)
+            model.config["predict"] = used
+            errors[f"{used}_prediction_mse_per_pixel"] = errors["next_frame_mse_per_dim"]
         row = {"model": name, "hidden": args.hidden, "preset": args.preset,
                "cd_steps": [args.cd_steps, args.cd_steps_late], "batch_size": args.batch_size,
                "lr": model.training_defaults.get("lr"), "n_train": args.n_train,
-               "prepare_s": round(prepare_s, 1), "train_s": round(summary["train_s"], 1), "steps": summary["steps"],
-               "epochs": round(summary["steps"] * args.batch_size / args.n_train, 2),
+               "prepare_s": round(prepare_s, 1), "train_s": round(float(summary["train_s"] or 0), 1),
+               "steps": summary["steps"],
+               "epochs": None if summary["steps"] is None else round(summary["steps"] * args.batch_size / args.n_train, 2),
                "test_mse_per_pixel": errors["next_frame_mse_per_dim"],
                "test_se_per_frame": errors["next_frame_se_per_frame"],
                "copy_last_mse_per_pixel": errors["baseline_copy_last_mse_per_dim"],
                "published_mse_per_pixel": PUBLISHED.get(name), "eval_s": round(eval_s, 1),
-               "threads": args.threads}
+               "threads": args.threads,
+               "predict": model.config.get("predict", "mean-field"),
+               **{k: v for k, v in errors.items() if k.startswith(("gibbs", "mean-field"))}}
         log(row)
         results.append(row)
     return results
@@ -182,6 +204,8 @@ def parse_args(argv=None):
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--load-dir", default=None,
+                   help="skip training: load <model>.pt weights saved by --save-dir and only evaluate")
     p.add_argument("--out", default=None, help="append the JSON lines to this file")
     p.add_argument("--save-dir", default=None, help="save the trained weights here")
     return p.parse_args(argv)

@@ -33,7 +33,7 @@ def _step(logits, targets, lengths, target_lengths, impl):
     start = time.perf_counter()
     loss = ctc_loss(x.log_softmax(-1), targets, lengths, target_lengths, impl=impl)
     loss.backward()
-    return time.perf_counter() - start, float(loss), x.grad
+    return time.perf_counter() - start, float(loss.detach()), x.grad
 
 
 def run_case(steps, batch, classes, labels, threads, repeats, seed=0) -> dict:

@@ -46,6 +46,9 @@ def main(args) -> list[dict]:
     torch.set_num_threads(args.threads)
     dataset = load_dataset("jsb", data_file=args.data_file) if args.data_file else load_dataset("jsb")
     test = dataset.split("test")
+    if args.no_valid:
+        # no validation split: fit() keeps the final weights instead of the best-validation ones
+        dataset.splits["valid"] = []
     rows = []
     for name in args.models:
         hyper = {"rnn-rbm": {"hidden": args.rnn_hidden, "rbm_hidden": args.rbm_hidden, "cd_steps": args.cd_steps,
@@ -75,6 +78,7 @@ def main(args) -> list[dict]:
                            generator=torch.Generator().manual_seed(args.seed + 12)).summary()
         row = {
             "model": name, "hyper": hyper, "lr": args.lr, "batch_size": args.batch_size,
+            "weights": "final" if args.no_valid else "best validation",
             "steps": summary.steps, "best_step": summary.best_step, "best_valid": summary.best_valid,
             "stopped_early": summary.stopped_early, "train_s": round(train_s, 1),
             "test_nll_per_frame": scores["nll_per_frame"], "test_nll_per_frame_seq_avg": scores["nll_per_frame_seq_avg"],
@@ -101,6 +105,8 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--no-valid", action="store_true",
+                   help="train without validation: score the final weights, not the best-validation ones")
     p.add_argument("--rnn-hidden", type=int, default=100)
     p.add_argument("--rbm-hidden", type=int, default=150)
     p.add_argument("--cd-steps", type=int, default=15)

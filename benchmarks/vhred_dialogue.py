@@ -64,8 +64,11 @@ def _sets(args, name: str) -> list[str]:
         "eval_every": args.eval_every, "vocab_size": args.vocab, "max_turn_length": args.max_turn_length,
         "max_dialogues": args.train_dialogues, "max_eval_dialogues": args.eval_dialogues,
     }
+    if name == "hred" and args.hred_word_dropout:
+        sets["word_dropout"] = args.hred_word_dropout
     if name == "vhred":
-        sets.update({"latent": args.latent, "word_dropout": args.word_dropout, "kl_warmup": args.kl_warmup})
+        sets.update({"latent": args.latent, "word_dropout": args.word_dropout, "kl_warmup": args.kl_warmup,
+                     "free_bits": args.free_bits})
     return [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
 
 
@@ -162,7 +165,9 @@ def parse_args(argv=None):
     p.add_argument("--hidden", type=int, default=192)
     p.add_argument("--latent", type=int, default=64)
     p.add_argument("--word-dropout", type=float, default=0.25)
+    p.add_argument("--hred-word-dropout", type=float, default=0.0, help="HRED's word dropout (a control)")
     p.add_argument("--kl-warmup", type=float, default=0.3)
+    p.add_argument("--free-bits", type=float, default=0.0, help="VHRED: nats per latent unit per turn")
     p.add_argument("--elbo-samples", type=int, default=5)
     p.add_argument("--iwae-samples", type=int, default=10)
     p.add_argument("--contexts", type=int, default=3)

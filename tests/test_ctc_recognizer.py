@@ -7,13 +7,12 @@ independent CTC implementation on the encoder's output, save/load round trip, cl
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from probseq.ctc import CTC
 from probseq.ctc.decode import edit_distance
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
@@ -64,7 +63,6 @@ def test_log_prob_is_exact_ctc_of_the_encoder_output(collapse_repeats):
     # the second example's output cut to 3 frames is short enough to enumerate all 11^3 paths
     short = log_probs[1, :3].double().log_softmax(-1)
     labels = tuple(batch.labels[1, : int(batch.label_lengths[1])].tolist())
-    from probseq.ctc import CTC
     assert float(CTC(short, collapse_repeats=collapse_repeats).log_prob(torch.tensor(labels))) == pytest.approx(
         ctc_oracle.log_prob(short, labels, collapse_repeats=collapse_repeats), abs=1e-9)
 

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from probseq.cli import main
 from probseq.data.registry import load_dataset

@@ -148,7 +148,7 @@ class Lattice:
 
 
 def scan(semiring: Semiring, emissions: Tensor, lattice: Lattice, *, reverse: bool = False) -> Tensor:
-    """Run the lattice recursion over all frames; the only loop over time in probseq's CTC.
+    """Run the lattice recursion over all frames: the DP's only loop over time, for every semiring.
 
     Args:
         semiring: how paths are combined (:mod:`probseq.ctc.semiring`).
@@ -209,19 +209,19 @@ def state_posteriors(alpha: Tensor, beta: Tensor, log_z: Tensor, lattice: Lattic
     """:math:`\\gamma_t(s) = P(s_t = s \\mid l, x)`, ``(T, B, L)``, times ``scale (B,)`` if given;
     zero past each input's end and for impossible labels (:math:`\\log Z = -\\infty`).
 
-    Computed in place in ``beta``'s storage (which it overwrites): the backward pass of a long input
-    would otherwise allocate several ``T * B * L`` temporaries. ``exp`` only sees arguments clamped
-    to the smallest normal number's log (``exp`` of ``-inf`` or of an underflowing argument is
-    10-60x slower on CPU); those entries are then set to exactly zero.
+    Computed in place in ``beta``'s storage (which it overwrites), in five passes: the backward pass
+    of a long input would otherwise allocate several ``T * B * L`` temporaries. ``exp`` only sees
+    arguments clamped to :math:`\\log` of the smallest normal number (``exp`` of ``-inf`` or of an
+    underflowing argument is 10-60x slower on CPU), so a state whose posterior is below
+    that number (about ``3e-38`` in float32, ``6e-308`` in float64; unreachable states included)
+    reports that number instead of
+    its true value; past the inputs' ends and for impossible labels the result is exactly zero.
     """
     possible = torch.isfinite(log_z)
     weight = lattice.active(alpha.shape[0]) & possible.view(1, -1, 1)               # (T, B, 1)
     weight = weight.to(alpha.dtype) * (1.0 if scale is None else scale.view(1, -1, 1))
     post = beta.add_(alpha).sub_(torch.where(possible, log_z, torch.zeros_like(log_z)).view(1, -1, 1))
-    floor = _exp_floor(alpha.dtype)
-    negligible = post < floor
-    post.clamp_(floor, 0.0).exp_().masked_fill_(negligible, 0.0)
-    return post.mul_(weight)
+    return post.clamp_(_exp_floor(alpha.dtype), 0.0).exp_().mul_(weight)
 
 
 class _LogPartition(torch.autograd.Function):

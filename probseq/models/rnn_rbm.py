@@ -18,8 +18,9 @@ rather than the RBM's own mean-field hiddens.
   paper (§3); plus the length model's exact log-likelihood.
 * **Likelihood**: per-step ``log Z_t`` by AIS over all time steps at once (or exact for tiny RBMs),
   kind ``estimate`` with a standard error; the paper's JSB figures are AIS estimates as well.
-* **Prediction**: the mean-field ``E[v_t]`` of each step's RBM given ``v_{<t}``
-  (:meth:`~probseq.frames.rbm.RBM.mean_field`).
+* **Prediction**: ``E[v_t]`` of each step's RBM given ``v_{<t}``, a seeded Gibbs average
+  (``predict=gibbs``, default) or mean-field (``predict=mean-field``); see
+  :class:`~probseq.frames.rbm.RBMFrame`. The validation score uses mean-field.
 * ``prepare`` sets the RBM's visible bias from the training marginals and, with
   ``pretrain_steps > 0``, pre-trains ``W`` as a static RBM by CD (the paper initialises from a
   pre-trained RBM).
@@ -55,8 +56,9 @@ class RNNRBM(RecurrentFrameModel):
 
     Hyperparameters (besides the backbone's ``hidden, layers, dropout, length, max_length``):
         cell: ``rnn | gru | lstm``. rbm_hidden: the RBM's hidden units. cd_steps: ``k`` of CD-k.
-        sample_steps: Gibbs rounds per sampled frame. mean_field_steps: iterations of the
-        prediction. ais_chains / ais_steps: AIS defaults (``--samples`` overrides the chains).
+        sample_steps: Gibbs rounds per sampled frame. predict / predict_chains / predict_steps:
+        how ``predict_next`` forms ``E[v_t]``. mean_field_steps: mean-field iterations (validation).
+        ais_chains / ais_steps: AIS defaults (``--samples`` overrides the chains).
         exact_max_units: exact likelihood by default up to this many units in the smaller layer.
         sigma / learn_sigma: Gaussian visibles. init_std: RBM weight initialisation.
         pretrain_steps / pretrain_cd / pretrain_lr: optional static CD pre-training of the RBM.
@@ -69,7 +71,8 @@ class RNNRBM(RecurrentFrameModel):
     hyperparameters: ClassVar[dict[str, Any]] = {
         **RecurrentFrameModel.hyperparameters,
         "hidden": 100, "cell": "rnn", "rbm_hidden": 150, "cd_steps": 15, "sample_steps": 100,
-        "mean_field_steps": 20, "ais_chains": 100, "ais_steps": 1000, "exact_max_units": 12,
+        "mean_field_steps": 20, "predict": "gibbs", "predict_chains": 20, "predict_steps": 25,
+        "ais_chains": 100, "ais_steps": 1000, "exact_max_units": 12,
         "sigma": 1.0, "learn_sigma": False, "init_std": 0.01,
         "pretrain_steps": 0, "pretrain_cd": 5, "pretrain_lr": 0.01,
     }
@@ -96,7 +99,9 @@ class RNNRBM(RecurrentFrameModel):
                         mean_field_steps=int(cfg["mean_field_steps"]),
                         exact_max_units=int(cfg["exact_max_units"]), ais_chains=int(cfg["ais_chains"]),
                         ais_steps=int(cfg["ais_steps"]), sigma=float(cfg["sigma"]),
-                        learn_sigma=bool(cfg["learn_sigma"]), init_std=float(cfg["init_std"]))
+                        learn_sigma=bool(cfg["learn_sigma"]), init_std=float(cfg["init_std"]),
+                        mean_method=str(cfg["predict"]), mean_chains=int(cfg["predict_chains"]),
+                        mean_steps=int(cfg["predict_steps"]))
 
     # ---------------------------------------------------------------- likelihood
     def check_estimator(self, estimator: str | None) -> str:
@@ -140,8 +145,9 @@ class RNNRBM(RecurrentFrameModel):
         """Cross-entropy (binary) or squared error (real) of the mean-field next-frame predictions, per frame."""
         with torch.no_grad():
             x, params, length_head = self.readouts(batch)
-            score = prediction_loss(self.frame.rbm, x.to(params.dtype), self.frame.mean(params[:, :-1]),
-                                    batch.mask)
+            vb, hb = self.frame.biases(params[:, :-1])
+            pred = self.frame.rbm.mean_field(vb, hb, steps=self.frame.mean_field_steps)
+            score = prediction_loss(self.frame.rbm, x.to(params.dtype), pred, batch.mask)
             length = self._length_log_prob(batch, params, length_head).sum() / batch.n_frames
             return float(score - length)
 

@@ -38,9 +38,14 @@ hand against it (and, with exact expectations, against autograd of the exact lik
 **Likelihood**: ``sum_t [-F_t(v_t) - log Z_t]``, with every step's ``log Z_t`` exact (tiny models) or
 by AIS batched over all time steps; kind ``estimate`` with a standard error for AIS.
 
-**Prediction** (``predict_next``): for step ``t``, ``c_t`` from the data ``v_{<t}``, then the
-mean-field estimate of ``E[v_t]`` under that step's RBM (:meth:`~probseq.frames.rbm.RBM.mean_field`,
-``mean_field_steps`` damped iterations): deterministic and free of sampling noise.
+**Prediction** (``predict_next``): for step ``t``, ``c_t`` from the data ``v_{<t}``, then an
+estimate of ``E[v_t]`` under that step's RBM: by default (``predict=gibbs``) the average of
+``E[v | h]`` over ``predict_chains`` Gibbs chains of ``predict_steps`` rounds
+(:meth:`~probseq.frames.rbm.RBM.gibbs_mean`, from a generator seeded afresh on every call, so the
+prediction is deterministic); ``predict=mean-field`` uses damped naive mean-field
+(``mean_field_steps`` iterations) instead — cheaper, but on bouncing balls its error was 1.4x the
+Gibbs average's (``benchmarks/results/rbm.md``). The validation score for early stopping always
+uses mean-field (cheap).
 
 **Training recipe** ``preset=thesis`` (Sutskever 2013, §3.10): ``W`` and the biases first trained
 as a static RBM by CD-5 on the training frames (``prepare``, ``pretrain_steps`` minibatches of
@@ -60,7 +65,7 @@ from torch import Tensor, nn
 from probseq.data.batch import Batch
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
-from probseq.frames.rbm import RBM
+from probseq.frames.rbm import MEAN_METHODS, RBM, expected_visible
 from probseq.lengths import make_length_model
 from probseq.models._rbm_common import (estimator_label, prediction_loss, resolve_estimator,
                                         sequence_log_prob)
@@ -86,7 +91,8 @@ class RTRBM(SequenceModel):
 
     Hyperparameters:
         hidden: ``H``. cd_steps: ``k`` of CD-k. sample_steps: Gibbs rounds per sampled frame.
-        mean_field_steps: iterations of the mean-field prediction. ais_chains / ais_steps: AIS
+        predict / predict_chains / predict_steps: how ``predict_next`` forms ``E[v_t]``.
+        mean_field_steps: iterations of the mean-field prediction (and validation score). ais_chains / ais_steps: AIS
         defaults (``--samples`` overrides the chains). exact_max_units: the default estimator is
         exact when the smaller layer has at most this many units. sigma / learn_sigma: Gaussian
         visibles. init_std: weight initialisation. preset: ``none | thesis``. cd_steps_late /
@@ -101,6 +107,7 @@ class RTRBM(SequenceModel):
     data_kinds = ("binary", "real")
     hyperparameters: ClassVar[dict[str, Any]] = {
         "hidden": 100, "cd_steps": 10, "sample_steps": 100, "mean_field_steps": 20,
+        "predict": "gibbs", "predict_chains": 20, "predict_steps": 25,
         "ais_chains": 100, "ais_steps": 1000, "exact_max_units": 12,
         "sigma": 1.0, "learn_sigma": False, "init_std": 0.01,
         "preset": "none", "cd_steps_late": 25, "cd_switch": 0.5,
@@ -116,6 +123,8 @@ class RTRBM(SequenceModel):
         cfg = self.config
         if cfg["preset"] not in PRESETS:
             raise UserError(f"unknown preset {cfg['preset']!r}; expected one of {', '.join(PRESETS)}")
+        if cfg["predict"] not in MEAN_METHODS:
+            raise UserError(f"predict must be one of {', '.join(MEAN_METHODS)}, got {cfg['predict']!r}")
         if cfg["length"] not in ("none", "halting"):
             raise UserError(f"the rtrbm supports length=none or length=halting, got {cfg['length']!r}")
         if int(cfg["hidden"]) < 1 or int(cfg["cd_steps"]) < 1 or int(cfg["sample_steps"]) < 1:
@@ -248,11 +257,14 @@ class RTRBM(SequenceModel):
 
     # ---------------------------------------------------------------- prediction
     def predict_next(self, batch: Batch) -> Tensor:
-        """Mean-field ``E[v_t]`` of step ``t``'s RBM given ``v_{<t}`` (module docstring), ``(B, T, D)``."""
+        """``E[v_t]`` of step ``t``'s RBM given ``v_{<t}`` (module docstring), ``(B, T, D)``."""
         self.validate_batch(batch)
+        cfg = self.config
         with torch.no_grad():
             c, _ = self.hidden_biases(self._frames(batch))
-            return self.rbm.mean_field(self.rbm.visible_bias, c, steps=int(self.config["mean_field_steps"]))
+            return expected_visible(self.rbm, self.rbm.visible_bias, c, method=str(cfg["predict"]),
+                                    mean_field_steps=int(cfg["mean_field_steps"]),
+                                    chains=int(cfg["predict_chains"]), steps=int(cfg["predict_steps"]))
 
     # ---------------------------------------------------------------- sampling hooks
     def initial_state(self, n, *, target_length=None):

@@ -87,7 +87,7 @@ from probseq.errors import UserError
 from probseq.evaluate import latent as latent_estimators
 from probseq.models.base import LogProb, SequenceModel
 from probseq.models.registry import register_model
-from probseq.text.batch import Dialogue, DialogueBatch
+from probseq.text.batch import DialogueBatch
 from probseq.text.vocab import EOT_ID, PAD_ID, UNK_ID, Vocabulary
 from probseq.train.annealing import KLAnnealing, free_bits_kl
 

@@ -168,7 +168,7 @@ def cmd_evaluate(args) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     if args.metric == "nll":
         scores = score_split(model, examples, estimator=args.estimator, samples=args.samples,
-                             batch_size=args.batch_size, generator=generator)
+                             batch_size=args.batch_size, generator=generator, progress=True)
         result.update(scores.summary())
     elif args.metric == "mse":
         result.update({"n_sequences": len(examples), "n_frames": int(sum(len(e) for e in examples))})
@@ -246,7 +246,7 @@ def cmd_compare(args) -> int:
         names.add(name)
         _check_compatible(model, dataset)
         scores = score_split(model, dataset.split(args.split), estimator=None, samples=args.samples,
-                             batch_size=args.batch_size, generator=torch.Generator().manual_seed(args.seed))
+                             batch_size=args.batch_size, generator=torch.Generator().manual_seed(args.seed), progress=True)
         named.append((str(run), scores, info["model"]))
     if len(names) > 1:
         raise UserError(f"the runs were fitted to different datasets ({', '.join(sorted(names))}); "

@@ -153,6 +153,7 @@ def test_single_ball_image_geometry():
     (dict(n_frames="many"), "must be an integer"),
     (dict(n_balls=40, radius=2.0), "could not place"),
     (dict(radius=6.0), "do not fit"),
+    (dict(binarize="maybe"), "true or false"),
 ])
 def test_bad_options_are_user_errors(options, fragment):
     with pytest.raises(UserError, match=fragment):
@@ -179,3 +180,21 @@ def test_options_are_visible_in_the_loader_signature():
 def test_string_options_from_the_command_line_are_converted():
     data = load_dataset("bouncing-balls", **{k: str(v) for k, v in SMALL.items()}, radius="1.0")
     assert len(data.splits["train"]) == 6 and data.meta["radius"] == 1.0
+
+
+def test_binarize_draws_each_pixel_from_its_intensity_and_is_reproducible():
+    soft = load_dataset("bouncing-balls", **SMALL)
+    hard = load_dataset("bouncing-balls", **SMALL, binarize="true")
+    again = load_dataset("bouncing-balls", **SMALL, binarize=True)
+    assert hard.meta["binarize"] is True and soft.meta["binarize"] is False
+    for split in ("train", "valid", "test"):
+        for p, b, b2 in zip(soft.split(split), hard.split(split), again.split(split)):
+            assert set(b.unique().tolist()) <= {0.0, 1.0}
+            assert torch.equal(b, b2)
+            assert bool(((p == 0) <= (b == 0)).all()) and bool(((p == 1) <= (b == 1)).all())
+    p = torch.cat(soft.split("train")).flatten()
+    b = torch.cat(hard.split("train")).flatten()
+    rims = (p > 0.05) & (p < 0.95)
+    # E[b] = p on the fractional rim pixels: the mean of Bernoulli(p) draws is within 4 standard errors
+    se = float((p[rims] * (1 - p[rims])).sum().sqrt()) / int(rims.sum())
+    assert abs(float(b[rims].mean() - p[rims].mean())) < 4 * se

@@ -170,7 +170,7 @@ def test_cd_gradient_matches_the_thesis_equations(kind):
         vb, c, hbar = model.filter(xz)
         negatives = model.rbm.gibbs(xz[mask], 2, vb[mask], c[mask], generator=torch.Generator().manual_seed(11))
         n = batch.n_frames
-        v, b_t, c_t = xz[mask], vb[mask], c[mask]
+        v, c_t = xz[mask], c[mask]
         scale = (1.0 / model.rbm.sigma) if model.rbm.gaussian else torch.ones(3, dtype=torch.float64)
         p_pos = torch.sigmoid(c_t + (v * scale) @ model.rbm.weight)
         p_neg = torch.sigmoid(c_t + (negatives * scale) @ model.rbm.weight)

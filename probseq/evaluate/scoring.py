@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 __all__ = ["SplitScores", "score_split"]
 
@@ -50,14 +51,20 @@ class SplitScores:
 
 
 def score_split(model, examples: list[Any], *, estimator: str | None = None, samples: int | None = None,
-                batch_size: int = 64, generator: torch.Generator | None = None) -> SplitScores:
-    """Score every example with ``model.log_prob``; fails loudly on a NaN (never drops it)."""
+                batch_size: int = 64, generator: torch.Generator | None = None,
+                progress: bool = False) -> SplitScores:
+    """Score every example with ``model.log_prob``; fails loudly on a NaN (never drops it).
+
+    ``progress``: a tqdm bar over the minibatches (on stderr), for estimators that take minutes.
+    """
     generator = generator or torch.Generator().manual_seed(0)
     nll, frames, errs = [], [], []
     kind = name = None
     model.eval()
+    starts = range(0, len(examples), batch_size)
     with torch.no_grad():
-        for start in range(0, len(examples), batch_size):
+        for start in tqdm(starts, desc=f"score {model.name}", unit="batch", leave=False,
+                          disable=not progress or len(starts) < 2):
             batch = model.collate(examples[start:start + batch_size])
             result = model.log_prob(batch, estimator=estimator, samples=samples, generator=generator)
             values = result.values.double()

@@ -67,8 +67,8 @@ from torch import Tensor, nn
 from probseq.errors import UserError
 from probseq.frames.base import FrameDistribution
 
-__all__ = ["RBM", "RBMFrame", "LogPartition", "binary_states", "expected_visible", "VISIBLE_KINDS",
-           "MEAN_METHODS"]
+__all__ = ["RBM", "RBMFrame", "LogPartition", "binary_states", "expected_visible", "check_scorable_frames",
+           "VISIBLE_KINDS", "MEAN_METHODS"]
 
 VISIBLE_KINDS = ("bernoulli", "gaussian")
 #: how a prediction ``E[v]`` is formed: a seeded Gibbs average or naive mean-field
@@ -79,6 +79,21 @@ _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 MAX_EXACT_UNITS = 24
 #: elements per chunk of the enumeration (bounds memory)
 _CHUNK_ELEMENTS = 1 << 22
+
+
+def check_scorable_frames(frames: Tensor, gaussian: bool) -> None:
+    """Refuse to score frames an RBM gives no probability to, with a sentence saying what to do.
+
+    ``frames``: the real (unpadded) frames, ``(N, D)``. A Bernoulli RBM trains on and predicts
+    intensities in ``[0, 1]`` (CD treats them as soft data), but ``P(v)`` exists only for ``v`` in
+    ``{0, 1}^D``, so a likelihood of fractional frames would be a number without meaning.
+    """
+    if not torch.isfinite(frames).all():
+        raise UserError("the data contains NaN or infinite values")
+    if not gaussian and not ((frames == 0) | (frames == 1)).all():
+        raise UserError("the likelihood of an RBM with Bernoulli visible units needs frames of 0s and 1s; "
+                        "these have intensities in (0, 1), which can be trained on and predicted "
+                        "(--metric mse) but not scored (for bouncing-balls, fit with --set binarize=true)")
 
 
 @dataclass
@@ -622,8 +637,4 @@ class RBMFrame(FrameDistribution):
                                 chains=self.mean_chains, steps=self.mean_steps, seed=self.mean_seed)
 
     def validate(self, x: Tensor) -> None:
-        if x.is_floating_point() and not torch.isfinite(x).all():
-            raise UserError("the data contains NaN or infinite values")
-        if self.data_kind == "binary" and not ((x == 0) | (x == 1)).all():
-            raise UserError("the likelihood of an RBM with Bernoulli visible units needs frames of 0s and 1s "
-                            "(intensities in [0, 1] can be trained on and predicted, not scored)")
+        check_scorable_frames(x, gaussian=self.data_kind != "binary")

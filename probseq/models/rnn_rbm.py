@@ -72,7 +72,7 @@ class RNNRBM(RecurrentFrameModel):
         **RecurrentFrameModel.hyperparameters,
         "hidden": 100, "cell": "rnn", "rbm_hidden": 150, "cd_steps": 15, "sample_steps": 100,
         "mean_field_steps": 20, "predict": "gibbs", "predict_chains": 20, "predict_steps": 25,
-        "ais_chains": 100, "ais_steps": 1000, "exact_max_units": 12,
+        "ais_chains": 20, "ais_steps": 1000, "exact_max_units": 12,
         "sigma": 1.0, "learn_sigma": False, "init_std": 0.01,
         "pretrain_steps": 0, "pretrain_cd": 5, "pretrain_lr": 0.01,
     }

@@ -65,7 +65,7 @@ from torch import Tensor, nn
 from probseq.data.batch import Batch
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
-from probseq.frames.rbm import MEAN_METHODS, RBM, expected_visible
+from probseq.frames.rbm import MEAN_METHODS, RBM, check_scorable_frames, expected_visible
 from probseq.lengths import make_length_model
 from probseq.models._rbm_common import (estimator_label, prediction_loss, resolve_estimator,
                                         sequence_log_prob)
@@ -108,7 +108,7 @@ class RTRBM(SequenceModel):
     hyperparameters: ClassVar[dict[str, Any]] = {
         "hidden": 100, "cd_steps": 10, "sample_steps": 100, "mean_field_steps": 20,
         "predict": "gibbs", "predict_chains": 20, "predict_steps": 25,
-        "ais_chains": 100, "ais_steps": 1000, "exact_max_units": 12,
+        "ais_chains": 20, "ais_steps": 1000, "exact_max_units": 12,
         "sigma": 1.0, "learn_sigma": False, "init_std": 0.01,
         "preset": "none", "cd_steps_late": 25, "cd_switch": 0.5,
         "pretrain_steps": None, "pretrain_cd": 5, "pretrain_lr": 0.01,
@@ -194,11 +194,7 @@ class RTRBM(SequenceModel):
 
     def rbm_frame_check(self, batch: Batch) -> None:
         """Binary data must be 0/1 and every frame finite (checked on the real frames only)."""
-        frames = batch.values[batch.mask]
-        if not torch.isfinite(frames).all():
-            raise UserError("the data contains NaN or infinite values")
-        if not self.rbm.gaussian and not ((frames == 0) | (frames == 1)).all():
-            raise UserError("an RTRBM with Bernoulli visible units needs frames of 0s and 1s")
+        check_scorable_frames(batch.values[batch.mask], self.rbm.gaussian)
 
     # ---------------------------------------------------------------- training
     def loss(self, batch: Batch, *, generator: torch.Generator | None = None) -> Tensor:

@@ -86,7 +86,7 @@ from torch import Tensor, nn
 from probseq.data.batch import Batch
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
-from probseq.frames.rbm import RBM
+from probseq.frames.rbm import RBM, check_scorable_frames
 from probseq.models._rbm_common import (estimator_label, prediction_loss, resolve_estimator,
                                         sequence_log_prob)
 from probseq.models.base import LogProb, SequenceModel
@@ -129,7 +129,7 @@ class TRBM(SequenceModel):
     hyperparameters: ClassVar[dict[str, Any]] = {
         "hidden": 100, "delay": 1, "vv": True, "vh": True, "hh": True,
         "cd_steps": 10, "sample_steps": 100, "sampler": "trbm", "mean_field_steps": 20,
-        "ais_chains": 100, "ais_steps": 1000, "exact_max_units": 12,
+        "ais_chains": 20, "ais_steps": 1000, "exact_max_units": 12,
         "sigma": 1.0, "learn_sigma": False, "init_std": 0.01,
         "preset": "none", "cd_steps_late": 25, "cd_switch": 0.5,
         "pretrain_steps": None, "pretrain_cd": 5, "pretrain_lr": 0.01,
@@ -225,11 +225,7 @@ class TRBM(SequenceModel):
 
     def _check_frames(self, batch: Batch) -> None:
         self.validate_batch(batch)
-        frames = batch.values[batch.mask]
-        if not torch.isfinite(frames).all():
-            raise UserError("the data contains NaN or infinite values")
-        if not self.rbm.gaussian and not ((frames == 0) | (frames == 1)).all():
-            raise UserError("a TRBM with Bernoulli visible units needs frames of 0s and 1s")
+        check_scorable_frames(batch.values[batch.mask], self.rbm.gaussian)
 
     def log_prob(self, batch: Batch, *, estimator: str | None = None, samples: int | None = None,
                  generator: torch.Generator | None = None, ais_steps: int | None = None) -> LogProb:

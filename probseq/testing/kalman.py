@@ -128,7 +128,7 @@ class LinearGaussianSSM:
     def log_marginal_dense(self, x: Tensor) -> Tensor:
         """The same number from the joint Gaussian of all ``T m`` observations (``O((Tm)^3)``; tiny T)."""
         x = _as64(x)
-        steps, d, m = x.shape[1], self.latent_dim, self.obs_dim
+        steps, d = x.shape[1], self.latent_dim
         means, marg = [self.mu0], [self.P0]
         for _ in range(1, steps):
             means.append(self.A @ means[-1])

@@ -9,6 +9,12 @@ Frames are ``size * size`` intensities in ``[0, 1]`` (mostly 0, nearly 1 inside 
 on the rims); the spec is ``DataSpec("binary", size * size)``, treating them as Bernoulli means as
 the RTRBM paper did. ``meta["frame_shape"] = [size, size]`` lets the ``.png`` and ``.gif``
 writers draw them as images.
+
+``binarize=true`` replaces every intensity ``p`` by a draw from Bernoulli(``p``) (one fixed draw,
+from its own seed stream, so the videos are the same on every load). Models that give
+probabilities only to 0/1 frames (the RBM family) need it for a likelihood; for a factorial
+Bernoulli model the expected log-likelihood over such draws equals the cross-entropy that the
+fractional frames get, so the two are scored on the same footing.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import inspect
 from typing import Any
 
 import numpy as np
+import torch
 
 from probseq.data.bouncing_balls import generate_bouncing_balls
 from probseq.data.registry import Dataset, register_dataset
@@ -26,6 +33,17 @@ from probseq.errors import UserError
 __all__ = ["load_bouncing_balls", "DEFAULTS"]
 
 _INTS = ("n_train", "n_valid", "n_test", "n_frames", "size", "n_balls", "seed")
+
+
+def _flag(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise UserError(f"bouncing-balls option {name} must be true or false, got {value!r}")
 
 
 def _option(name: str, value: Any) -> Any:
@@ -43,14 +61,14 @@ def _option(name: str, value: Any) -> Any:
 @register_dataset(
     "bouncing-balls",
     description="Videos of 3 elastic balls in a box, 30x30 pixels, 100 frames (generated; "
-                "options n_train, n_valid, n_test, n_frames, size, n_balls, radius, box, speed, seed)",
+                "options n_train, n_valid, n_test, n_frames, size, n_balls, radius, box, speed, seed, binarize)",
     source="generated as in Sutskever, Hinton & Taylor, NIPS 2008 (the RTRBM paper), section 5",
     needs="none",
 )
 def load_bouncing_balls(data_file=None, data_dir=None, *, n_train: int = 400, n_valid: int = 100,
                         n_test: int = 200, n_frames: int = 100, size: int = 30, n_balls: int = 3,
                         radius: float = 1.2, box: float = 10.0, speed: float = 0.5,
-                        seed: int = 0, **unknown: Any) -> Dataset:
+                        seed: int = 0, binarize: bool = False, **unknown: Any) -> Dataset:
     """Generate the bouncing-balls dataset.
 
     The paper used 4000 training and 200 test sequences; the defaults 400/100/200 keep memory at
@@ -72,16 +90,20 @@ def load_bouncing_balls(data_file=None, data_dir=None, *, n_train: int = 400, n_
     given = dict(n_train=n_train, n_valid=n_valid, n_test=n_test, n_frames=n_frames, size=size,
                  n_balls=n_balls, radius=radius, box=box, speed=speed, seed=seed)
     opts = {k: _option(k, v) for k, v in given.items()}
+    binarize = _flag("binarize", binarize)
     for key in ("n_train", "n_valid", "n_test", "n_frames", "size", "n_balls"):
         if opts[key] < 1:
             raise UserError(f"bouncing-balls option {key} must be at least 1, got {opts[key]}")
     if opts["seed"] < 0:
         raise UserError(f"bouncing-balls option seed must be non-negative, got {opts['seed']}")
-    streams = dict(zip(("train", "valid", "test"), np.random.SeedSequence(opts["seed"]).spawn(3)))
+    *video_streams, binarize_stream = np.random.SeedSequence(opts["seed"]).spawn(4)
     physics = {k: opts[k] for k in ("n_frames", "size", "n_balls", "radius", "box", "speed")}
     splits = {}
-    for split, stream in streams.items():
+    for split, stream, draw in zip(("train", "valid", "test"), video_streams, binarize_stream.spawn(3)):
         videos = generate_bouncing_balls(opts[f"n_{split}"], seed=stream, **physics)
+        if binarize:
+            uniform = torch.from_numpy(np.random.default_rng(draw).random(videos.shape, dtype=np.float32))
+            videos = (uniform < videos).to(videos.dtype)
         splits[split] = list(videos.unbind(0))
     size = opts["size"]
     meta = {
@@ -90,6 +112,7 @@ def load_bouncing_balls(data_file=None, data_dir=None, *, n_train: int = 400, n_
         "frame_shape": [size, size],
         "fps": 10,
         **{k: opts[k] for k in ("n_balls", "radius", "box", "speed", "seed")},
+        "binarize": binarize,
     }
     return Dataset(name="bouncing-balls", spec=DataSpec("binary", size * size), splits=splits, meta=meta)
 

@@ -268,7 +268,7 @@ def cmd_datasets(args) -> int:
 
     infos = dataset_infos()
     how = {"file": "--data-file PATH", "dir": "--data-dir DIR", "none": "generated",
-           "file-or-embedded": "embedded, or --data-file PATH"}
+           "embedded": "embedded (ships with probseq)", "file-or-embedded": "embedded, or --data-file PATH"}
     width = max(len(d.name) for d in infos)
     for d in infos:
         print(f"{d.name.ljust(width)}  {d.description}")

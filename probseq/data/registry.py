@@ -62,7 +62,7 @@ class DatasetInfo:
     source: str
     loader: Callable[..., Dataset]
     #: how the user points the name at files: ``"file"`` (--data-file), ``"dir"`` (--data-dir),
-    #: ``"none"`` (generated or embedded), or ``"file-or-embedded"``
+    #: ``"none"`` (generated), ``"embedded"`` (ships inside the package), or ``"file-or-embedded"``
     needs: str = "file"
 
 

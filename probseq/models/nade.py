@@ -41,7 +41,7 @@ from probseq.errors import UserError
 from probseq.frames.nade import NADEFrame
 from probseq.lengths import make_length_model
 from probseq.models.base import LogProb, SequenceModel
-from probseq.models.recurrent import _CELLS, RecurrentFrameModel
+from probseq.models.recurrent import RecurrentFrameModel
 from probseq.models.registry import register_model
 
 __all__ = ["StaticNADE", "RNNNADE"]
@@ -187,11 +187,6 @@ class RNNNADE(RecurrentFrameModel):
                         "hyper": {"hidden": 5, "nade_hidden": 3, "length": "halting"}}
 
     def __init__(self, spec: DataSpec, **hyper: Any) -> None:
-        cell = str(hyper.get("cell", self.hyperparameters["cell"]))
-        if cell not in _CELLS:
-            raise UserError(f"unknown cell {cell!r} for rnn-nade; expected one of {', '.join(_CELLS)}")
-        # RecurrentFrameModel builds ``_CELLS[self.cell]``; set it before nn.Module's __init__ runs
-        object.__setattr__(self, "cell", cell)
         super().__init__(spec, **hyper)
         for key in ("input_dropout", "output_dropout"):
             if not 0.0 <= float(self.config[key]) < 1.0:

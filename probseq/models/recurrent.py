@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from probseq.data.batch import Batch
 from probseq.data.spec import DataSpec
 from probseq.frames.base import FrameDistribution
+from probseq.errors import UserError
 from probseq.frames.factorial import make_factorial_frame
 from probseq.lengths import make_length_model
 from probseq.models.base import LogProb, SequenceModel
@@ -52,8 +53,11 @@ class RecurrentFrameModel(SequenceModel):
         hidden: RNN state size. layers: stacked RNN layers. dropout: between layers.
         length: ``none | halting | end-symbol | explicit`` (:mod:`probseq.lengths`).
         max_length: support of the explicit length model ``P(tau)``.
+        cell: ``rnn | gru | lstm``, for subclasses that list it among their hyperparameters
+        (RNN-NADE, RNN-RBM); otherwise the class attribute :attr:`cell` fixes it.
     """
 
+    #: the recurrent cell when ``"cell"`` is not a hyperparameter of the model
     cell: ClassVar[str] = "gru"
     hyperparameters: ClassVar[dict[str, Any]] = {
         "hidden": 128, "layers": 1, "dropout": 0.0, "length": "none", "max_length": 1000,
@@ -64,14 +68,18 @@ class RecurrentFrameModel(SequenceModel):
     def __init__(self, spec: DataSpec, **hyper: Any) -> None:
         super().__init__(spec, **hyper)
         cfg = self.config
+        self.cell_type = str(cfg.get("cell", type(self).cell))
+        if self.cell_type not in _CELLS:
+            raise UserError(f"unknown cell {self.cell_type!r} for {self.name}; expected one of "
+                            f"{', '.join(_CELLS)}")
         self.frame = self.make_frame(spec)
         self.length_model = make_length_model(str(cfg["length"]), data_kind=spec.kind,
                                               max_length=int(cfg["max_length"]))
         hidden, layers = int(cfg["hidden"]), int(cfg["layers"])
         input_dim = self.frame.input_dim + 1 + self.length_model.input_dim
-        self.rnn = _CELLS[self.cell](input_dim, hidden, num_layers=layers, batch_first=True,
-                                     dropout=float(cfg["dropout"]) if layers > 1 else 0.0)
-        n_states = 2 if self.cell == "lstm" else 1
+        self.rnn = _CELLS[self.cell_type](input_dim, hidden, num_layers=layers, batch_first=True,
+                                          dropout=float(cfg["dropout"]) if layers > 1 else 0.0)
+        n_states = 2 if self.cell_type == "lstm" else 1
         self.initial_hidden = nn.Parameter(torch.zeros(n_states, layers, 1, hidden))
         self.readout = nn.Linear(hidden, self.frame.param_dim + self.length_model.head_dim)
 
@@ -82,7 +90,7 @@ class RecurrentFrameModel(SequenceModel):
 
     def _hidden0(self, n: int):
         h = self.initial_hidden.expand(-1, -1, n, -1).contiguous()
-        return (h[0], h[1]) if self.cell == "lstm" else h[0]
+        return (h[0], h[1]) if self.cell_type == "lstm" else h[0]
 
     def _inputs(self, encoded: Tensor | None, begin: bool, remaining: Tensor | None, n: int,
                 steps: int) -> Tensor:

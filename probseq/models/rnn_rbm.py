@@ -38,7 +38,6 @@ from torch import Tensor
 
 from probseq.data.batch import Batch
 from probseq.data.spec import DataSpec
-from probseq.errors import UserError
 from probseq.frames.base import FrameDistribution
 from probseq.frames.rbm import RBMFrame
 from probseq.models._rbm_common import (estimator_label, prediction_loss, resolve_estimator,
@@ -81,16 +80,9 @@ class RNNRBM(RecurrentFrameModel):
                                   "length": "halting"}}
 
     def __init__(self, spec: DataSpec, **hyper: Any) -> None:
-        cell = hyper.get("cell", self.hyperparameters["cell"])
-        if cell not in ("rnn", "gru", "lstm"):
-            raise UserError(f"cell must be rnn, gru or lstm, got {cell!r}")
         super().__init__(spec, **hyper)
         self.exact_by_default = self.frame.exact_by_default
         self.likelihood_kind = "exact" if self.exact_by_default else "estimate"
-
-    @property
-    def cell(self) -> str:  # read by RecurrentFrameModel.__init__ (config is set before it is used)
-        return str(self.config["cell"])
 
     def make_frame(self, spec: DataSpec) -> FrameDistribution:
         cfg = self.config

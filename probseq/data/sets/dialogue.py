@@ -168,7 +168,7 @@ def load_dialogue(data_file: str | Path | None = None, data_dir: str | Path | No
 
 @register_dataset("dialogue-sample", description="200 conversations of the Self-dialogue Corpus shipped "
                   "with probseq (160/20/20 split), for tests and demos of vhred / hred",
-                  source=_SOURCE + "; see probseq/data/embedded/DIALOGUE_SAMPLE_NOTICE.md", needs="none")
+                  source=_SOURCE + "; see probseq/data/embedded/DIALOGUE_SAMPLE_NOTICE.md", needs="embedded")
 def load_dialogue_sample(data_file: str | Path | None = None, data_dir: str | Path | None = None, *,
                          max_dialogues: int | None = None, max_eval_dialogues: int | None = None,
                          max_turns: int | None = None, max_turn_length: int | None = None,

@@ -5,7 +5,8 @@
 * the per-sequence log-likelihood ``sum_t [-F_t(x_t) - log Z_t]`` over the real (unpadded) frames,
   with the AIS standard error ``sqrt(sum_t se_t^2)`` (the steps' chains are independent);
 * the validation score used for early stopping (a deterministic proxy: see
-  :func:`prediction_loss`).
+  :func:`prediction_loss`);
+* the data-dependent start of the thesis recipe (:func:`initialise_from_frames`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from torch import Tensor
 from probseq.errors import UserError
 from probseq.frames.rbm import RBM
 
-__all__ = ["resolve_estimator", "estimator_label", "sequence_log_prob", "prediction_loss"]
+__all__ = ["resolve_estimator", "estimator_label", "sequence_log_prob", "prediction_loss",
+           "initialise_from_frames"]
 
 
 def resolve_estimator(model, estimator: str | None, exact_by_default: bool) -> str:
@@ -77,3 +79,31 @@ def prediction_loss(rbm: RBM, x: Tensor, prediction: Tensor, mask: Tensor) -> Te
     per = torch.where(mask, per, torch.zeros_like(per))
     return per.sum() / max(int(mask.sum()), 1)
 
+
+
+def initialise_from_frames(rbm: RBM, frames: Tensor, config: dict) -> Tensor:
+    """Visible biases from the data, then static CD pre-training (Sutskever 2013, §3.10).
+
+    Bernoulli visibles: ``b_i = logit(mean_i)`` (means clamped to ``[1e-3, 1 - 1e-3]``); Gaussian:
+    ``b_i = mean_i``. Then ``config["pretrain_steps"]`` SGD steps (momentum 0.9, learning rate
+    ``pretrain_lr``) of CD-``pretrain_cd`` on random minibatches of 100 of the ``frames``
+    ``(N, D)``, treating them as independent; ``pretrain_steps=None`` means 2000 with
+    ``preset=thesis`` and none otherwise. Returns the frames' mean ``(D,)``.
+    """
+    steps = config["pretrain_steps"]
+    steps = (2000 if config.get("preset") == "thesis" else 0) if steps is None else int(steps)
+    with torch.no_grad():
+        mean = frames.mean(0)
+        if rbm.gaussian:
+            rbm.visible_bias.copy_(mean)
+        else:
+            p = mean.clamp(1e-3, 1 - 1e-3)
+            rbm.visible_bias.copy_(torch.log(p) - torch.log1p(-p))
+    if steps > 0:
+        generator = torch.Generator().manual_seed(int(torch.randint(2 ** 31, ())))
+        for _ in range(steps):
+            idx = torch.randint(frames.shape[0], (min(100, frames.shape[0]),), generator=generator)
+            rbm.cd_step(frames[idx], lr=float(config["pretrain_lr"]), k=int(config["pretrain_cd"]),
+                        momentum=0.9, generator=generator)
+        rbm.__dict__.pop("_velocity", None)
+    return mean

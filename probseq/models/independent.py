@@ -5,6 +5,10 @@
 one learned parameter vector ``theta`` shared by all time steps (for piano-rolls: a Bernoulli per
 key, fitted to the training set's note frequencies). With ``length=halting`` the constant halting
 probability makes ``P(T)`` geometric; with ``length=explicit`` it is a free categorical.
+
+:class:`IIDFrameModel` holds what every such model shares (the likelihood, the length term, the
+sampling hooks, the prediction); :class:`IndependentFrames` uses a factorial frame, and
+:class:`~probseq.models.nade.StaticNADE` a NADE.
 """
 
 from __future__ import annotations
@@ -12,34 +16,95 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from probseq.data.batch import Batch
 from probseq.data.spec import DataSpec
+from probseq.frames.base import FrameDistribution
 from probseq.frames.factorial import make_factorial_frame
 from probseq.lengths import make_length_model
 from probseq.models.base import LogProb, SequenceModel
 from probseq.models.registry import register_model
 
-__all__ = ["IndependentFrames"]
+__all__ = ["IIDFrameModel", "IndependentFrames"]
 
 
-@register_model
-class IndependentFrames(SequenceModel):
-    """Frames i.i.d. from one factorial distribution; exact likelihood."""
+class IIDFrameModel(SequenceModel):
+    """Frames i.i.d. from one frame distribution with learned parameters ``theta``; exact likelihood.
 
-    name = "independent"
+    Subclasses choose the distribution in :meth:`make_frame`; ``theta`` is ``frame_params``
+    ``(P,)``, the length head ``length_head`` (the length model's inputs besides ``theta``).
+    """
+
     hyperparameters: ClassVar[dict[str, Any]] = {"length": "none", "max_length": 1000}
-    training_defaults: ClassVar[dict[str, Any]] = {"lr": 0.05}
-    contract_example = {"spec": DataSpec("binary", 4), "hyper": {"length": "halting"}}
 
     def __init__(self, spec: DataSpec, **hyper: Any) -> None:
         super().__init__(spec, **hyper)
-        self.frame = make_factorial_frame(spec.kind, spec.dim)
+        self.frame = self.make_frame(spec)
         self.length_model = make_length_model(str(self.config["length"]), data_kind=spec.kind,
                                               max_length=int(self.config["max_length"]))
         self.frame_params = nn.Parameter(torch.zeros(self.frame.param_dim))
         self.length_head = nn.Parameter(torch.zeros(self.length_model.head_dim))
+
+    def make_frame(self, spec: DataSpec) -> FrameDistribution:
+        raise NotImplementedError
+
+    def _params(self, x: Tensor) -> Tensor:
+        """``theta`` for every frame of ``x`` ``(B, T, ...)``: ``(B, T, P)``."""
+        return self.frame_params.expand(*x.shape[:2], -1)
+
+    def _length_term(self, batch: Batch) -> Tensor:
+        """``log P(T_i)`` per sequence (zeros without a length model)."""
+        stop = None
+        if self.length_model.head_dim:
+            n, steps = batch.values.shape[:2]
+            stop = self.length_model.stop_logits(self.length_head.expand(n, steps, -1),
+                                                 self.frame_params.expand(n, steps, -1))
+        return self.length_model.log_prob(batch.lengths, stop)
+
+    def log_prob(self, batch: Batch, *, estimator=None, samples=None, generator=None) -> LogProb:
+        estimator = self.check_estimator(estimator)
+        self.validate_batch(batch)
+        x = batch.padded_with_zeros()
+        lp = self.frame.log_prob(self._params(x), x)
+        total = torch.where(batch.mask, lp, torch.zeros_like(lp)).sum(1)
+        return LogProb(total + self._length_term(batch), "exact", estimator)
+
+    def predict_next(self, batch: Batch) -> Tensor:
+        """The frame distribution's mean, the same for every step."""
+        self.validate_batch(batch)
+        with torch.no_grad():
+            mean = self.frame.mean(self.frame_params.unsqueeze(0))[0]
+        return mean.expand_as(batch.values).clone()
+
+    # sampling hooks: the state is just the number of sequences
+    def initial_state(self, n, *, target_length=None):
+        return n
+
+    def draw_frame(self, state, *, temperature=1.0, generator=None):
+        params = self.frame_params.detach().expand(state, -1)
+        return self.frame.sample(params, temperature=temperature, generator=generator), state
+
+    def advance(self, state, frame):
+        return state
+
+    def stop_logit(self, state):
+        if not self.length_model.head_dim:
+            return None
+        return self.length_model.stop_logits(self.length_head.expand(state, -1),
+                                             self.frame_params.expand(state, -1))
+
+
+@register_model
+class IndependentFrames(IIDFrameModel):
+    """Frames i.i.d. from one factorial distribution; exact likelihood."""
+
+    name = "independent"
+    training_defaults: ClassVar[dict[str, Any]] = {"lr": 0.05}
+    contract_example = {"spec": DataSpec("binary", 4), "hyper": {"length": "halting"}}
+
+    def make_frame(self, spec: DataSpec) -> FrameDistribution:
+        return make_factorial_frame(spec.kind, spec.dim)
 
     def prepare(self, dataset) -> None:
         """Start from the maximum-likelihood frame parameters of the training set.
@@ -60,38 +125,3 @@ class IndependentFrames(SequenceModel):
             else:
                 counts = torch.bincount(frames.long(), minlength=self.spec.dim).to(torch.float64)
                 self.frame_params.copy_(torch.log((counts + 0.5) / (counts.sum() + 0.5 * self.spec.dim)))
-
-    def log_prob(self, batch: Batch, *, estimator=None, samples=None, generator=None) -> LogProb:
-        estimator = self.check_estimator(estimator)
-        self.validate_batch(batch)
-        x = batch.padded_with_zeros()
-        lp = self.frame.log_prob(self.frame_params.expand(*x.shape[:2], -1), x)
-        total = torch.where(batch.mask, lp, torch.zeros_like(lp)).sum(1)
-        stop = None
-        if self.length_model.head_dim:
-            n, steps = x.shape[:2]
-            stop = self.length_model.stop_logits(self.length_head.expand(n, steps, -1),
-                                                 self.frame_params.expand(n, steps, -1))
-        return LogProb(total + self.length_model.log_prob(batch.lengths, stop), "exact", estimator)
-
-    def predict_next(self, batch: Batch):
-        self.validate_batch(batch)
-        with torch.no_grad():
-            return self.frame.mean(self.frame_params).expand_as(batch.values).clone()
-
-    # sampling hooks: the state is just the batch size
-    def initial_state(self, n, *, target_length=None):
-        return n
-
-    def draw_frame(self, state, *, temperature=1.0, generator=None):
-        params = self.frame_params.detach().expand(state, -1)
-        return self.frame.sample(params, temperature=temperature, generator=generator), state
-
-    def advance(self, state, frame):
-        return state
-
-    def stop_logit(self, state):
-        if not self.length_model.head_dim:
-            return None
-        return self.length_model.stop_logits(self.length_head.expand(state, -1),
-                                             self.frame_params.expand(state, -1))

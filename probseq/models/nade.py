@@ -39,8 +39,7 @@ from probseq.data.batch import Batch
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
 from probseq.frames.nade import NADEFrame
-from probseq.lengths import make_length_model
-from probseq.models.base import LogProb, SequenceModel
+from probseq.models.independent import IIDFrameModel
 from probseq.models.recurrent import RecurrentFrameModel
 from probseq.models.registry import register_model
 
@@ -84,8 +83,11 @@ class _DropoutLinear(nn.Linear):
 
 
 @register_model
-class StaticNADE(SequenceModel):
-    """Frames i.i.d. from one NADE; a fixed-size binary dataset is length-1 sequences. Exact."""
+class StaticNADE(IIDFrameModel):
+    """Frames i.i.d. from one NADE; a fixed-size binary dataset is length-1 sequences. Exact.
+
+    ``theta = [b (D), c (H)]``, the NADE's own biases.
+    """
 
     name = "nade"
     data_kinds = ("binary",)
@@ -93,15 +95,8 @@ class StaticNADE(SequenceModel):
     training_defaults: ClassVar[dict[str, Any]] = {"lr": 3e-3, "batch_size": 32}
     contract_example = {"spec": DataSpec("binary", 4), "hyper": {"nade_hidden": 3, "length": "halting"}}
 
-    def __init__(self, spec: DataSpec, **hyper: Any) -> None:
-        super().__init__(spec, **hyper)
-        cfg = self.config
-        self.frame = _make_nade_frame(spec, cfg)
-        self.length_model = make_length_model(str(cfg["length"]), data_kind=spec.kind,
-                                              max_length=int(cfg["max_length"]))
-        #: theta = [b (D), c (H)], the NADE's own biases
-        self.frame_params = nn.Parameter(torch.zeros(self.frame.param_dim))
-        self.length_head = nn.Parameter(torch.zeros(self.length_model.head_dim))
+    def make_frame(self, spec: DataSpec) -> NADEFrame:
+        return _make_nade_frame(spec, self.config)
 
     def prepare(self, dataset: Any) -> None:
         """Initialise the visible biases to the logits of the training marginals."""
@@ -109,25 +104,6 @@ class StaticNADE(SequenceModel):
         if logits is not None:
             with torch.no_grad():
                 self.frame_params[: self.spec.dim] = logits.to(self.frame_params.dtype)
-
-    def _params(self, x: Tensor) -> Tensor:
-        return self.frame_params.expand(*x.shape[:2], -1)
-
-    def _length_term(self, batch: Batch) -> Tensor:
-        stop = None
-        if self.length_model.head_dim:
-            n, steps = batch.values.shape[:2]
-            stop = self.length_model.stop_logits(self.length_head.expand(n, steps, -1),
-                                                 self.frame_params.expand(n, steps, -1))
-        return self.length_model.log_prob(batch.lengths, stop)
-
-    def log_prob(self, batch: Batch, *, estimator=None, samples=None, generator=None) -> LogProb:
-        estimator = self.check_estimator(estimator)
-        self.validate_batch(batch)
-        x = batch.padded_with_zeros()
-        lp = self.frame.log_prob(self._params(x), x)
-        total = torch.where(batch.mask, lp, torch.zeros_like(lp)).sum(1)
-        return LogProb(total + self._length_term(batch), "exact", estimator)
 
     def loss(self, batch: Batch, *, generator: torch.Generator | None = None) -> Tensor:
         if not self.frame.order_agnostic:
@@ -142,29 +118,6 @@ class StaticNADE(SequenceModel):
         """Exact NLL per frame (also under order-agnostic training, whose loss is random)."""
         with torch.no_grad():
             return float(-self.log_prob(batch).values.sum() / batch.n_frames)
-
-    def predict_next(self, batch: Batch) -> Tensor:
-        self.validate_batch(batch)
-        mean = self.frame.mean(self.frame_params.detach().unsqueeze(0))[0]
-        return mean.expand_as(batch.values).clone()
-
-    # sampling hooks: the state is the number of sequences
-    def initial_state(self, n, *, target_length=None):
-        return n
-
-    def draw_frame(self, state, *, temperature=1.0, generator=None):
-        params = self.frame_params.detach().expand(state, -1)
-        return self.frame.sample(params, temperature=temperature, generator=generator), state
-
-    def advance(self, state, frame):
-        return state
-
-    def stop_logit(self, state):
-        if not self.length_model.head_dim:
-            return None
-        return self.length_model.stop_logits(self.length_head.expand(state, -1),
-                                             self.frame_params.expand(state, -1))
-
 
 @register_model
 class RNNNADE(RecurrentFrameModel):

@@ -40,8 +40,8 @@ from probseq.data.batch import Batch
 from probseq.data.spec import DataSpec
 from probseq.frames.base import FrameDistribution
 from probseq.frames.rbm import RBMFrame
-from probseq.models._rbm_common import (estimator_label, prediction_loss, resolve_estimator,
-                                        sequence_log_prob)
+from probseq.models._rbm_common import (estimator_label, initialise_from_frames, prediction_loss,
+                                        resolve_estimator, sequence_log_prob)
 from probseq.models.base import LogProb
 from probseq.models.recurrent import RecurrentFrameModel
 from probseq.models.registry import register_model
@@ -147,19 +147,4 @@ class RNNRBM(RecurrentFrameModel):
         """Visible bias from the training marginals; optional static CD pre-training of the RBM."""
         rbm = self.frame.rbm
         frames = torch.cat([torch.as_tensor(e, dtype=rbm.weight.dtype) for e in dataset.split("train")])
-        with torch.no_grad():
-            mean = frames.mean(0)
-            if rbm.gaussian:
-                rbm.visible_bias.copy_(mean)
-            else:
-                p = mean.clamp(1e-3, 1 - 1e-3)
-                rbm.visible_bias.copy_(torch.log(p) - torch.log1p(-p))
-        steps = int(self.config["pretrain_steps"])
-        if steps <= 0:
-            return
-        generator = torch.Generator().manual_seed(int(torch.randint(2 ** 31, ())))
-        for _ in range(steps):
-            idx = torch.randint(frames.shape[0], (min(100, frames.shape[0]),), generator=generator)
-            rbm.cd_step(frames[idx], lr=float(self.config["pretrain_lr"]), k=int(self.config["pretrain_cd"]),
-                        momentum=0.9, generator=generator)
-        rbm.__dict__.pop("_velocity", None)
+        initialise_from_frames(rbm, frames, self.config)

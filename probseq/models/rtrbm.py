@@ -67,8 +67,8 @@ from probseq.data.spec import DataSpec
 from probseq.errors import UserError
 from probseq.frames.rbm import MEAN_METHODS, RBM, check_scorable_frames, expected_visible
 from probseq.lengths import make_length_model
-from probseq.models._rbm_common import (estimator_label, prediction_loss, resolve_estimator,
-                                        sequence_log_prob)
+from probseq.models._rbm_common import (estimator_label, initialise_from_frames, prediction_loss,
+                                        resolve_estimator, sequence_log_prob)
 from probseq.models.base import LogProb, SequenceModel
 from probseq.models.registry import register_model
 
@@ -223,31 +223,12 @@ class RTRBM(SequenceModel):
             return float(score - self._length_log_prob(batch, r).sum() / batch.n_frames)
 
     def prepare(self, dataset: Any) -> None:
-        """Data-dependent initialisation: visible biases from the data, then static CD pre-training.
-
-        Bernoulli visibles: ``b_i = logit(mean_i)`` (clamped); Gaussian: ``b_i = mean_i``. Then
-        ``pretrain_steps`` SGD steps (momentum 0.9) of CD-``pretrain_cd`` on random minibatches of
-        100 training frames, treating frames as independent; ``b_init`` is set to the pre-trained
-        hidden bias so that the first step's RBM is the pre-trained RBM.
+        """Visible biases from the data and static CD pre-training
+        (:func:`~probseq.models._rbm_common.initialise_from_frames`); then ``b_init`` is set to the
+        pre-trained hidden bias so that the first step's RBM is the pre-trained RBM.
         """
         frames = torch.cat([torch.as_tensor(e, dtype=self.rbm.weight.dtype) for e in dataset.split("train")])
-        steps = self.config["pretrain_steps"]
-        steps = (2000 if self.config["preset"] == "thesis" else 0) if steps is None else int(steps)
-        with torch.no_grad():
-            mean = frames.mean(0)
-            if self.rbm.gaussian:
-                self.rbm.visible_bias.copy_(mean)
-            else:
-                p = mean.clamp(1e-3, 1 - 1e-3)
-                self.rbm.visible_bias.copy_(torch.log(p) - torch.log1p(-p))
-        if steps <= 0:
-            return
-        generator = torch.Generator().manual_seed(int(torch.randint(2 ** 31, ())))
-        for _ in range(steps):
-            idx = torch.randint(frames.shape[0], (min(100, frames.shape[0]),), generator=generator)
-            self.rbm.cd_step(frames[idx], lr=float(self.config["pretrain_lr"]),
-                             k=int(self.config["pretrain_cd"]), momentum=0.9, generator=generator)
-        self.rbm.__dict__.pop("_velocity", None)
+        initialise_from_frames(self.rbm, frames, self.config)
         with torch.no_grad():
             self.initial_hidden_bias.copy_(self.rbm.hidden_bias)
 

@@ -87,8 +87,8 @@ from probseq.data.batch import Batch
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
 from probseq.frames.rbm import RBM, check_scorable_frames
-from probseq.models._rbm_common import (estimator_label, prediction_loss, resolve_estimator,
-                                        sequence_log_prob)
+from probseq.models._rbm_common import (estimator_label, initialise_from_frames, prediction_loss,
+                                        resolve_estimator, sequence_log_prob)
 from probseq.models.base import LogProb, SequenceModel
 from probseq.models.registry import register_model
 
@@ -299,27 +299,14 @@ class TRBM(SequenceModel):
             return float(prediction_loss(self.rbm, x, self._predict(x), batch.mask))
 
     def prepare(self, dataset: Any) -> None:
-        """Visible bias from the training frames' mean (logit for binary data), then optional
-        static CD pre-training of ``W`` and the biases (``pretrain_steps`` minibatches of 100
-        frames, CD-``pretrain_cd``, SGD with momentum 0.9), as for the RTRBM."""
+        """Visible biases from the data and static CD pre-training, as for the RTRBM
+        (:func:`~probseq.models._rbm_common.initialise_from_frames`); the learned initial visible
+        states start at the training mean."""
         frames = torch.cat([torch.as_tensor(e, dtype=self.rbm.weight.dtype) for e in dataset.split("train")])
-        steps = self.config["pretrain_steps"]
-        steps = (2000 if self.config["preset"] == "thesis" else 0) if steps is None else int(steps)
-        with torch.no_grad():
-            mean = frames.mean(0)
-            if self.rbm.gaussian:
-                self.rbm.visible_bias.copy_(mean)
-            else:
-                p = mean.clamp(1e-3, 1 - 1e-3)
-                self.rbm.visible_bias.copy_(torch.log(p) - torch.log1p(-p))
-            if self.initial_visible is not None:
+        mean = initialise_from_frames(self.rbm, frames, self.config)
+        if self.initial_visible is not None:
+            with torch.no_grad():
                 self.initial_visible.copy_(mean.expand_as(self.initial_visible))
-        generator = torch.Generator().manual_seed(int(torch.randint(2 ** 31, ())))
-        for _ in range(steps):
-            idx = torch.randint(frames.shape[0], (min(100, frames.shape[0]),), generator=generator)
-            self.rbm.cd_step(frames[idx], lr=float(self.config["pretrain_lr"]),
-                             k=int(self.config["pretrain_cd"]), momentum=0.9, generator=generator)
-        self.rbm.__dict__.pop("_velocity", None)
 
     # ---------------------------------------------------------------- prediction and denoising
     def _predict(self, x: Tensor) -> Tensor:

@@ -18,7 +18,7 @@ from probseq.errors import UserError
 from probseq.frames.rbm import RBM
 
 __all__ = ["resolve_estimator", "estimator_label", "sequence_log_prob", "prediction_loss",
-           "initialise_from_frames"]
+           "initialise_from_frames", "thesis_cd_steps"]
 
 
 def resolve_estimator(model, estimator: str | None, exact_by_default: bool) -> str:
@@ -107,3 +107,13 @@ def initialise_from_frames(rbm: RBM, frames: Tensor, config: dict) -> Tensor:
                         momentum=0.9, generator=generator)
         rbm.__dict__.pop("_velocity", None)
     return mean
+
+
+def thesis_cd_steps(config: dict, step: int, total_steps: int, current: int) -> int:
+    """``k`` of CD-k at ``step`` of ``total_steps``: with ``preset=thesis``, ``cd_steps`` for the
+    first ``cd_switch`` fraction of training and ``cd_steps_late`` after (thesis §3.10: CD-10 then
+    CD-25); otherwise ``current`` unchanged."""
+    if config.get("preset") != "thesis":
+        return current
+    late = step >= float(config["cd_switch"]) * total_steps
+    return int(config["cd_steps_late"] if late else config["cd_steps"])

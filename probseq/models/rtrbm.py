@@ -68,7 +68,7 @@ from probseq.errors import UserError
 from probseq.frames.rbm import MEAN_METHODS, RBM, check_scorable_frames, expected_visible
 from probseq.lengths import make_length_model
 from probseq.models._rbm_common import (estimator_label, initialise_from_frames, prediction_loss,
-                                        resolve_estimator, sequence_log_prob)
+                                        resolve_estimator, sequence_log_prob, thesis_cd_steps)
 from probseq.models.base import LogProb, SequenceModel
 from probseq.models.registry import register_model
 
@@ -209,9 +209,7 @@ class RTRBM(SequenceModel):
         return total / batch.n_frames
 
     def on_train_step(self, step: int, total_steps: int) -> None:
-        if self.config["preset"] == "thesis":
-            late = step >= float(self.config["cd_switch"]) * total_steps
-            self.cd_steps = int(self.config["cd_steps_late"] if late else self.config["cd_steps"])
+        self.cd_steps = thesis_cd_steps(self.config, step, total_steps, self.cd_steps)
 
     def validation_loss(self, batch: Batch) -> float:
         """Cross-entropy (binary) or squared error (real) of the mean-field next-frame predictions, per frame."""

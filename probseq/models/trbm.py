@@ -88,7 +88,7 @@ from probseq.data.spec import DataSpec
 from probseq.errors import UserError
 from probseq.frames.rbm import RBM, check_scorable_frames
 from probseq.models._rbm_common import (estimator_label, initialise_from_frames, prediction_loss,
-                                        resolve_estimator, sequence_log_prob)
+                                        resolve_estimator, sequence_log_prob, thesis_cd_steps)
 from probseq.models.base import LogProb, SequenceModel
 from probseq.models.registry import register_model
 
@@ -288,9 +288,7 @@ class TRBM(SequenceModel):
         return surrogate.sum() / batch.n_frames
 
     def on_train_step(self, step: int, total_steps: int) -> None:
-        if self.config["preset"] == "thesis":
-            late = step >= float(self.config["cd_switch"]) * total_steps
-            self.cd_steps = int(self.config["cd_steps_late"] if late else self.config["cd_steps"])
+        self.cd_steps = thesis_cd_steps(self.config, step, total_steps, self.cd_steps)
 
     def validation_loss(self, batch: Batch) -> float:
         """Squared error (real) or cross-entropy (binary) of the next-frame predictions, per frame."""

@@ -23,3 +23,15 @@ def shared_data():
 @pytest.fixture
 def generator():
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture
+def one_thread():
+    """Small tensor ops gain nothing from threads; on a loaded machine two can be far slower than one.
+
+    Use it for a whole module with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -13,14 +13,7 @@ from probseq.frames.rbm import RBM, RBMFrame, binary_states
 from probseq.testing import rbm_oracle as oracle
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensor ops gain nothing from threads, and on a loaded machine two threads can be
-    dozens of times slower than one (spin-waiting); restore the setting afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_rbm(d=3, h=2, visible="bernoulli", seed=0, scale=1.0, learn_sigma=False):

@@ -14,14 +14,7 @@ from probseq.evaluate.ais import ais_log_partition, ais_schedule, log_mean_exp_w
 from probseq.frames.rbm import RBM
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensor ops gain nothing from threads, and on a loaded machine two threads can be
-    dozens of times slower than one (spin-waiting); restore the setting afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_rbm(d, h, visible="bernoulli", seed=0, scale=1.0):

@@ -14,13 +14,7 @@ from probseq.models.registry import build_model
 from probseq.testing.enumerate import all_sequences, random_batch
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensor ops gain nothing from threads; on a loaded machine two can be far slower than one."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_model(d=3, h=2, kind="binary", seed=0, scale=0.7, **hyper):

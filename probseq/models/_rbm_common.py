@@ -80,7 +80,6 @@ def prediction_loss(rbm: RBM, x: Tensor, prediction: Tensor, mask: Tensor) -> Te
     return per.sum() / max(int(mask.sum()), 1)
 
 
-
 def initialise_from_frames(rbm: RBM, frames: Tensor, config: dict) -> Tensor:
     """Visible biases from the data, then static CD pre-training (Sutskever 2013, §3.10).
 

@@ -94,6 +94,28 @@ def test_early_stopping_stops(tmp_path):
     assert summary.stopped_early and summary.steps < 2000
 
 
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_keep_chooses_the_best_validation_or_the_final_weights(tmp_path, keep):
+    opts = {"lr": 0.05, "batch_size": 8, "eval_every": 3, "patience": 0, "keep": keep}
+    model = _model()
+    calls = []
+
+    def worsening_score(batch):
+        """A validation score that only gets worse, so the best weights are those of step 3."""
+        calls.append(batch)
+        return float(len(calls))
+
+    model.validation_loss = worsening_score
+    summary = fit(model, _toy_dataset(), tmp_path, steps=60, options=opts, progress=False)
+    saved = safe_load(tmp_path / "model.pt")["state_dict"]
+    final = safe_load(tmp_path / "checkpoint.pt")["model"]
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(saved[name], value)          # model.pt holds the kept weights
+    differs = any(not torch.equal(final[k], v) for k, v in model.state_dict().items())
+    assert summary.best_step == 3
+    assert differs == (keep == "best")                          # last = the final step's weights
+
+
 def test_divergence_is_reported_clearly(tmp_path):
     model = _model()
     model.loss = lambda batch, generator=None: torch.tensor(float("nan"), requires_grad=True)
@@ -107,3 +129,5 @@ def test_training_options_are_checked():
     with pytest.raises(UserError, match="not a valid float"):
         training_options(_model(), {"lr": "fast"})
     assert training_options(_model(), {"lr": "0.5"})["lr"] == 0.5
+    with pytest.raises(UserError, match="keep must be best or last"):
+        training_options(_model(), {"keep": "middle"})

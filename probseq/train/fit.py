@@ -6,7 +6,9 @@ for RBMs, the negative ELBO for latent-variable models) with:
 * Adam by default (or SGD with momentum), optional linear learning-rate decay to zero;
 * gradient-norm clipping;
 * validation every ``eval_every`` steps and early stopping after ``patience`` evaluations without
-  improvement, keeping the best weights in ``model.pt``;
+  improvement, keeping the best weights in ``model.pt`` (``keep=last`` keeps the final weights
+  instead, for models whose cheap validation score is only a proxy of the likelihood, such as
+  the RBM family's next-frame score);
 * checkpoints written atomically every ``checkpoint_every`` steps and at the end, holding the
   optimiser, the step, every random generator and the position in the data order, so that
   ``--resume`` after a crash continues exactly where the checkpoint left off;
@@ -44,6 +46,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "lr_schedule": "constant",  # constant | linear (decay to 0 at the last step)
     "eval_every": 0,         # steps between validations; 0 = once per epoch
     "patience": 10,          # validations without improvement before stopping; 0 = never stop early
+    "keep": "best",          # best (best-validation weights) | last (the weights of the last step)
     "checkpoint_every": 100,
     "log_every": 10,
 }
@@ -56,6 +59,8 @@ def training_options(model, overrides: dict[str, Any] | None = None) -> dict[str
         if key not in opts:
             raise UserError(f"unknown training option {key!r}; known: {', '.join(sorted(opts))}")
         opts[key] = parse_option_value(key, value, opts[key]) if isinstance(value, str) else value
+    if opts["keep"] not in ("best", "last"):
+        raise UserError(f"keep must be best or last, got {opts['keep']!r}")
     if opts["optimizer"] not in ("adam", "sgd"):
         raise UserError(f"optimizer must be adam or sgd, got {opts['optimizer']!r}")
     if opts["lr_schedule"] not in ("constant", "linear"):
@@ -168,6 +173,7 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
     order = torch.randperm(len(train), generator=order_gen)
     log_file = open(run_dir / "log.jsonl", "a")
     best_state = None
+    keep_best = opts["keep"] == "best"
 
     def log(**event):
         log_file.write(json.dumps({"step": state.step, **event}) + "\n")
@@ -193,8 +199,9 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
         log(event="valid", valid_loss=score, **extra)
         if score < state.best_valid:
             state.best_valid, state.best_step, state.bad_evals = score, state.step, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            save_weights(run_dir, model)
+            if keep_best:
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                save_weights(run_dir, model)
         else:
             state.bad_evals += 1
         return score
@@ -252,7 +259,9 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
         raise
     finally:
         bar.close()
-    if best_state is not None:
+    if not keep_best:
+        save_weights(run_dir, model)   # keep=last: the final weights are the result
+    elif best_state is not None:
         model.load_state_dict(best_state)
     elif state.best_step >= 0:         # resumed run: the best weights are on disk
         model.load_state_dict(safe_load(run_dir / "model.pt")["state_dict"])

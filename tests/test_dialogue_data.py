@@ -38,7 +38,7 @@ def corpus(tmp_path):
 def test_registered_with_how_to_point_at_the_data():
     infos = {d.name: d for d in dataset_infos()}
     assert infos["dialogue"].needs == "dir"
-    assert infos["dialogue-sample"].needs == "none"
+    assert infos["dialogue-sample"].needs == "embedded"
 
 
 def test_loads_splits_turns_and_vocabulary_from_train_only(corpus):

@@ -158,8 +158,6 @@ def write_samples(samples: Batch | Tensor, path: str | Path,
         if samples.dim() < 2:
             raise UserError(f"samples must have shape (batch, time, ...), got {tuple(samples.shape)}")
         samples = Batch(samples, torch.full((samples.shape[0],), samples.shape[1], dtype=torch.long))
-    if not isinstance(samples, Batch):
-        raise TypeError(f"samples must be a Batch or a (batch, time, ...) tensor, got {type(samples).__name__}")
     path = Path(path)
     writer = _pick(_WRITERS, path, meta, "write")
     try:

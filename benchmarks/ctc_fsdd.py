@@ -8,7 +8,7 @@ The same steps as the command line::
 Prints one JSON line with the test label error rate (best path and beam search), the test NLL per
 label (exact), the training wall time and the configuration. Goal of issue 6: test LER < 3%.
 
-Example (the run recorded in benchmarks/results/ctc.md)::
+Example (the run recorded in benchmarks/RESULTS.md)::
 
     python benchmarks/ctc_fsdd.py --data-dir /work/shared/data/fsdd/recordings --steps 2400 \\
         --threads 1 --out runs/ctc_fsdd

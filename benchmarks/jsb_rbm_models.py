@@ -29,7 +29,7 @@ from probseq.evaluate.scoring import score_split
 from probseq.models.registry import build_model
 from probseq.train.fit import fit
 
-#: see benchmarks/results/rbm.md for the provenance (and its caveat) of these reference rows
+#: see benchmarks/RESULTS.md for the provenance (and its caveat) of these reference rows
 REFERENCE_LL = {"rnn-rbm": -7.27, "rtrbm": -6.35}
 
 

@@ -14,7 +14,7 @@ same wall-clock budget each: ``--budget-min`` minutes are turned into a step cou
 steps first (so the linear learning-rate decay of ``preset=thesis`` ends on time). The result (one
 JSON object) goes to stdout and to ``--out/result.json``.
 
-Example (the run recorded in ``benchmarks/results/mocap.md``)::
+Example (the run recorded in ``benchmarks/RESULTS.md``)::
 
     python benchmarks/mocap_mit.py --budget-min 20 --threads 1 --out runs/mocap
 """

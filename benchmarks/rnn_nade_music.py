@@ -12,7 +12,7 @@ stopping after ``--patience``, and the test NLL of the best-on-validation weight
 on full sequences. One JSON line per epoch goes to stderr; the final result (one JSON object) to
 stdout and to ``--out``.
 
-Example (the runs recorded in ``benchmarks/results/nade.md``)::
+Example (the runs recorded in ``benchmarks/RESULTS.md``)::
 
     python benchmarks/rnn_nade_music.py --dataset jsb --budget-min 20 --threads 1
     python benchmarks/rnn_nade_music.py --dataset piano-midi --window 100 --budget-min 25 --threads 1

@@ -13,7 +13,7 @@ NLL is in nats per predicted token (words, ``<unk>`` and one ``<eot>`` per turn)
 turns given. The corpus is subsampled (first ``--train-dialogues`` training conversations, first
 ``--eval-dialogues`` of valid and test) to fit a CPU budget; results go to ``OUT/results_<model>.json``.
 
-Example (the run recorded in ``benchmarks/results/vhred.md``)::
+Example (the run recorded in ``benchmarks/RESULTS.md``)::
 
     python benchmarks/vhred_dialogue.py --threads 1 --models hred --out /tmp/vhred_bench &
     python benchmarks/vhred_dialogue.py --threads 1 --models vhred --out /tmp/vhred_bench &

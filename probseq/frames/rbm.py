@@ -566,8 +566,8 @@ class RBMFrame(FrameDistribution):
       :meth:`RBM.gibbs_mean` with ``mean_chains`` chains of ``mean_steps`` rounds, from a generator
       seeded with ``mean_seed`` on every call, so the prediction is a deterministic function of
       ``params``) or ``"mean-field"`` (:meth:`RBM.mean_field`, ``mean_field_steps`` damped
-      iterations: cheaper, but on bouncing balls its next-frame error was 1.4x the Gibbs
-      average's, see ``benchmarks/results/rbm.md``).
+      iterations: cheaper, but on bouncing balls its next-frame error was 1.2–1.4x the Gibbs
+      average's, see ``benchmarks/RESULTS.md``).
     """
 
     likelihood_kind: ClassVar[str] = "estimate"

@@ -43,8 +43,8 @@ estimate of ``E[v_t]`` under that step's RBM: by default (``predict=gibbs``) the
 ``E[v | h]`` over ``predict_chains`` Gibbs chains of ``predict_steps`` rounds
 (:meth:`~probseq.frames.rbm.RBM.gibbs_mean`, from a generator seeded afresh on every call, so the
 prediction is deterministic); ``predict=mean-field`` uses damped naive mean-field
-(``mean_field_steps`` iterations) instead — cheaper, but on bouncing balls its error was 1.4x the
-Gibbs average's (``benchmarks/results/rbm.md``). The validation score for early stopping always
+(``mean_field_steps`` iterations) instead — cheaper, but on bouncing balls its error was 1.2–1.4x the
+Gibbs average's (``benchmarks/RESULTS.md``). The validation score for early stopping always
 uses mean-field (cheap).
 
 **Training recipe** ``preset=thesis`` (Sutskever 2013, §3.10): ``W`` and the biases first trained

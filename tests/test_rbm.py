@@ -11,41 +11,31 @@ from scipy import stats
 from probseq.errors import UserError
 from probseq.frames.rbm import RBM, RBMFrame, binary_states
 from probseq.testing import rbm_oracle as oracle
+from probseq.testing.rbm_oracle import random_rbm
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def make_rbm(d=3, h=2, visible="bernoulli", seed=0, scale=1.0, learn_sigma=False):
-    torch.manual_seed(seed)
-    rbm = RBM(d, h, visible, init_std=scale, learn_sigma=learn_sigma).double()
-    with torch.no_grad():
-        rbm.visible_bias.normal_()
-        rbm.hidden_bias.normal_()
-        if visible == "gaussian":
-            rbm.log_sigma.uniform_(-0.5, 0.5)
-    return rbm
 
 
 # ---------------------------------------------------------------------------- log-partition
 @pytest.mark.parametrize("d,h", [(3, 2), (2, 3), (3, 3)])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_exact_log_partition_matches_sum_over_both_layers(d, h, seed):
-    rbm = make_rbm(d, h, seed=seed)
+    rbm = random_rbm(d, h, seed=seed)
     exact = rbm.log_partition("exact").value
     torch.testing.assert_close(exact, oracle.brute_force_log_partition(rbm), rtol=0, atol=1e-10)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_gaussian_log_partition_matches_numeric_integration(seed):
-    rbm = make_rbm(3, 2, "gaussian", seed=seed, scale=0.7)
+    rbm = random_rbm(3, 2, "gaussian", seed=seed, scale=0.7)
     exact = rbm.log_partition("exact").value
     torch.testing.assert_close(exact, oracle.grid_log_partition(rbm), rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
 def test_batched_bias_overrides_give_one_rbm_per_example(visible):
-    rbm = make_rbm(3, 2, visible, seed=3)
+    rbm = random_rbm(3, 2, visible, seed=3)
     g = torch.Generator().manual_seed(0)
     vb = torch.randn(4, 1, 3, generator=g, dtype=torch.float64)
     hb = torch.randn(5, 2, generator=g, dtype=torch.float64)
@@ -61,7 +51,7 @@ def test_batched_bias_overrides_give_one_rbm_per_example(visible):
 
 
 def test_probabilities_sum_to_one():
-    rbm = make_rbm(4, 3, seed=4)
+    rbm = random_rbm(4, 3, seed=4)
     v = binary_states(4, dtype=torch.float64)
     total = torch.logsumexp(rbm.log_prob(v), 0)
     torch.testing.assert_close(total, torch.zeros((), dtype=torch.float64), rtol=0, atol=1e-12)
@@ -80,7 +70,7 @@ def test_exact_refuses_too_many_units_and_unknown_methods():
 # ---------------------------------------------------------------------------- free energy, conditionals
 @pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
 def test_free_energy_is_minus_log_sum_over_hiddens(visible):
-    rbm = make_rbm(3, 2, visible, seed=5)
+    rbm = random_rbm(3, 2, visible, seed=5)
     g = torch.Generator().manual_seed(1)
     v = (binary_states(3, dtype=torch.float64) if visible == "bernoulli"
          else torch.randn(7, 3, generator=g, dtype=torch.float64))
@@ -88,7 +78,7 @@ def test_free_energy_is_minus_log_sum_over_hiddens(visible):
 
 
 def test_hidden_and_visible_conditionals_match_the_energy():
-    rbm = make_rbm(3, 2, seed=6)
+    rbm = random_rbm(3, 2, seed=6)
     vs, hs = binary_states(3, dtype=torch.float64), binary_states(2, dtype=torch.float64)
     neg_e = -rbm.energy(vs[:, None], hs[None])                      # (8, 4)
     p_h_given_v = torch.softmax(neg_e, 1)
@@ -98,7 +88,7 @@ def test_hidden_and_visible_conditionals_match_the_energy():
 
 
 def test_gaussian_conditional_mean_minimises_the_energy():
-    rbm = make_rbm(3, 2, "gaussian", seed=7)
+    rbm = random_rbm(3, 2, "gaussian", seed=7)
     hs = binary_states(2, dtype=torch.float64)
     mean = rbm.visible_mean(hs).detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(rbm.energy(mean, hs).sum(), mean)
@@ -118,7 +108,7 @@ class _LogZ(torch.nn.Module):
 
 @pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
 def test_log_partition_gradients_pass_gradcheck(visible):
-    wrapper = _LogZ(make_rbm(3, 2, visible, seed=8, learn_sigma=True))
+    wrapper = _LogZ(random_rbm(3, 2, visible, seed=8, learn_sigma=True))
     names = [n for n, _ in wrapper.named_parameters()]
 
     def log_z(*params):
@@ -131,7 +121,7 @@ def test_log_partition_gradients_pass_gradcheck(visible):
 # ---------------------------------------------------------------------------- contrastive divergence
 @pytest.mark.parametrize("visible,learn_sigma", [("bernoulli", False), ("gaussian", False), ("gaussian", True)])
 def test_hand_written_cd_gradient_equals_autograd_and_finite_differences(visible, learn_sigma):
-    rbm = make_rbm(4, 3, visible, seed=9, learn_sigma=learn_sigma)
+    rbm = random_rbm(4, 3, visible, seed=9, learn_sigma=learn_sigma)
     g = torch.Generator().manual_seed(2)
     v = (torch.bernoulli(torch.full((6, 4), 0.5, dtype=torch.float64), generator=g) if visible == "bernoulli"
          else torch.randn(6, 4, generator=g, dtype=torch.float64))
@@ -161,7 +151,7 @@ def test_hand_written_cd_gradient_equals_autograd_and_finite_differences(visible
 
 
 def test_cd_loss_equals_the_hand_written_gradient_path():
-    rbm = make_rbm(4, 3, seed=10)
+    rbm = random_rbm(4, 3, seed=10)
     v = torch.bernoulli(torch.full((8, 4), 0.5, dtype=torch.float64), generator=torch.Generator().manual_seed(3))
     loss = rbm.cd_loss(v, 2, generator=torch.Generator().manual_seed(7)).mean()
     grads = torch.autograd.grad(loss, [rbm.weight, rbm.visible_bias, rbm.hidden_bias])
@@ -171,7 +161,7 @@ def test_cd_loss_equals_the_hand_written_gradient_path():
 
 
 def test_expected_cd_k_gradient_tends_to_the_exact_gradient():
-    rbm = make_rbm(3, 2, seed=11, scale=0.8)
+    rbm = random_rbm(3, 2, seed=11, scale=0.8)
     data = torch.tensor([[1, 0, 1], [1, 1, 1], [0, 0, 1], [1, 0, 1]], dtype=torch.float64)
     exact = oracle.exact_gradient(rbm, data)
     gaps = []
@@ -190,7 +180,7 @@ def test_sampled_cd_k_gradient_is_unbiased_for_the_expected_cd_k_gradient():
     under the null, with 11 components and a t-distribution with 39 degrees of freedom, the
     chance of a failure is below 1e-4; the seed makes the run deterministic anyway.
     """
-    rbm = make_rbm(3, 2, seed=12, scale=0.8)
+    rbm = random_rbm(3, 2, seed=12, scale=0.8)
     data = torch.tensor([[1, 0, 1], [1, 1, 1], [0, 0, 1], [1, 0, 0]], dtype=torch.float64)
     g = torch.Generator().manual_seed(13)
     for k in (1, 3):
@@ -209,7 +199,7 @@ def test_sampled_cd_k_gradient_is_unbiased_for_the_expected_cd_k_gradient():
 
 
 def test_persistent_cd_continues_its_chains():
-    rbm = make_rbm(4, 3, seed=14)
+    rbm = random_rbm(4, 3, seed=14)
     v = torch.zeros(5, 4, dtype=torch.float64)
     rbm.cd_loss(v, 2, persistent=True, generator=torch.Generator().manual_seed(0))
     first = rbm.persistent_chains.clone()
@@ -224,7 +214,7 @@ def test_persistent_cd_continues_its_chains():
 
 def test_cd_training_lowers_the_exact_negative_log_likelihood():
     torch.manual_seed(0)
-    target = make_rbm(5, 3, seed=15, scale=2.0)
+    target = random_rbm(5, 3, seed=15, scale=2.0)
     probs = oracle.visible_distribution(target).detach()
     states = binary_states(5, dtype=torch.float64)
     g = torch.Generator().manual_seed(16)
@@ -242,7 +232,7 @@ def test_cd_training_lowers_the_exact_negative_log_likelihood():
 
 # ---------------------------------------------------------------------------- sampling
 def test_gibbs_kernel_leaves_the_model_distribution_invariant():
-    rbm = make_rbm(3, 2, seed=17)
+    rbm = random_rbm(3, 2, seed=17)
     p = oracle.visible_distribution(rbm)
     torch.testing.assert_close(p @ oracle.gibbs_kernel(rbm), p, rtol=0, atol=1e-12)
 
@@ -252,7 +242,7 @@ def test_gibbs_samples_follow_the_model_chi_square():
 
     Seeded; under the null the test fails with probability 1e-3 (the threshold on the p-value).
     """
-    rbm = make_rbm(3, 2, seed=18, scale=1.5)
+    rbm = random_rbm(3, 2, seed=18, scale=1.5)
     g = torch.Generator().manual_seed(19)
     with torch.no_grad():
         v = rbm.sample((20000,), steps=30, generator=g)
@@ -264,8 +254,8 @@ def test_gibbs_samples_follow_the_model_chi_square():
 
 def test_temperature_samples_the_tempered_joint():
     """At temperature T the sampler targets P(v, h)^(1/T): the RBM with every parameter divided by T."""
-    rbm = make_rbm(3, 2, seed=20, scale=1.5)
-    tempered = make_rbm(3, 2, seed=20, scale=1.5)
+    rbm = random_rbm(3, 2, seed=20, scale=1.5)
+    tempered = random_rbm(3, 2, seed=20, scale=1.5)
     with torch.no_grad():
         for p in tempered.parameters():
             p.div_(2.0)
@@ -277,14 +267,14 @@ def test_temperature_samples_the_tempered_joint():
 
 
 def test_mean_field_is_exact_without_interactions():
-    rbm = make_rbm(3, 2, seed=22)
+    rbm = random_rbm(3, 2, seed=22)
     with torch.no_grad():
         rbm.weight.zero_()
     torch.testing.assert_close(rbm.mean_field(), torch.sigmoid(rbm.visible_bias))
 
 
 def test_mean_field_is_close_to_the_exact_mean_for_weak_weights():
-    rbm = make_rbm(3, 2, seed=23, scale=0.3)
+    rbm = random_rbm(3, 2, seed=23, scale=0.3)
     exact = oracle.visible_distribution(rbm) @ binary_states(3, dtype=torch.float64)
     assert float((rbm.mean_field(steps=50) - exact).abs().max()) < 0.02
 
@@ -317,7 +307,7 @@ def test_rbm_frame_loss_sends_gradient_to_the_dynamic_biases():
 
 @pytest.mark.parametrize("persistent", [False, True])
 def test_fused_cd_step_makes_the_hand_written_update(persistent):
-    fused, plain = make_rbm(5, 4, seed=24), make_rbm(5, 4, seed=24)
+    fused, plain = random_rbm(5, 4, seed=24), random_rbm(5, 4, seed=24)
     v = torch.bernoulli(torch.full((7, 5), 0.4, dtype=torch.float64), generator=torch.Generator().manual_seed(8))
     for rbm in (fused, plain):
         rbm.persistent_chains = None
@@ -340,7 +330,7 @@ def test_gaussian_gibbs_samples_have_the_exact_mean_and_variance():
     Each of the 3 means and 3 variances must lie within 5 standard errors; under the null the
     chance of a failure is about 6 * 6e-7 (normal approximation); the run is seeded.
     """
-    rbm = make_rbm(3, 2, "gaussian", seed=25, scale=1.0)
+    rbm = random_rbm(3, 2, "gaussian", seed=25, scale=1.0)
     hs = binary_states(2, dtype=torch.float64)
     with torch.no_grad():
         u = hs @ rbm.weight.t()

@@ -11,21 +11,10 @@ import torch
 import probseq.evaluate.ais as ais_module
 from probseq.errors import UserError
 from probseq.evaluate.ais import ais_log_partition, ais_schedule, log_mean_exp_with_stderr
-from probseq.frames.rbm import RBM
+from probseq.testing.rbm_oracle import random_rbm
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def make_rbm(d, h, visible="bernoulli", seed=0, scale=1.0):
-    torch.manual_seed(seed)
-    rbm = RBM(d, h, visible, init_std=scale).double()
-    with torch.no_grad():
-        rbm.visible_bias.normal_()
-        rbm.hidden_bias.normal_()
-        if visible == "gaussian":
-            rbm.log_sigma.uniform_(-0.5, 0.5)
-    return rbm
 
 
 @pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
@@ -36,7 +25,7 @@ def test_ais_agrees_with_exact_within_its_error_on_a_batch_of_rbms(visible):
     low by O(var/2), negligible here next to the standard error; under a normal approximation
     the chance that any of the 24 fails is about 24 * 7e-6 < 2e-4 (the run is seeded).
     """
-    rbm = make_rbm(10, 8, visible, seed=1, scale=0.8 if visible == "bernoulli" else 0.4)
+    rbm = random_rbm(10, 8, visible, seed=1, scale=0.8 if visible == "bernoulli" else 0.4)
     g = torch.Generator().manual_seed(2)
     vb = torch.randn(4, 6, 10, generator=g, dtype=torch.float64)
     hb = torch.randn(4, 6, 8, generator=g, dtype=torch.float64)
@@ -52,7 +41,7 @@ def test_ais_agrees_with_exact_within_its_error_on_a_batch_of_rbms(visible):
 
 
 def test_ais_with_a_data_base_rate_and_chunking(monkeypatch):
-    rbm = make_rbm(12, 6, seed=3, scale=0.8)
+    rbm = random_rbm(12, 6, seed=3, scale=0.8)
     exact = rbm.log_partition("exact").value.detach()
     base = torch.linspace(-2, 2, 12, dtype=torch.float64)
     monkeypatch.setattr(ais_module, "_CHUNK_ELEMENTS", 1000)   # forces one chain batch per RBM chunk
@@ -72,7 +61,7 @@ def test_stderr_is_calibrated_with_a_long_schedule_and_too_small_with_a_short_on
     weights degenerate: the estimate is biased low (Jensen; mean error below -3 standard errors
     of the mean) and the reported stderr under-states the real spread.
     """
-    rbm = make_rbm(10, 10, seed=5, scale=2.0)
+    rbm = random_rbm(10, 10, seed=5, scale=2.0)
     exact = float(rbm.log_partition("exact").value)
     vb = rbm.visible_bias.detach().expand(200, 10)
     runs = {}
@@ -97,7 +86,7 @@ def test_schedule_shape():
     torch.testing.assert_close(ais_schedule(4), torch.linspace(0, 1, 5, dtype=torch.float64))
     with pytest.raises(UserError):
         ais_schedule(0)
-    rbm = make_rbm(3, 2)
+    rbm = random_rbm(3, 2)
     with pytest.raises(UserError, match="increase"):
         ais_log_partition(rbm, betas=torch.tensor([0.0, 0.7, 0.5, 1.0]))
     with pytest.raises(UserError, match="2 chains"):

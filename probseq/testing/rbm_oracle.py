@@ -19,6 +19,20 @@ __all__ = ["brute_force_log_partition", "brute_force_free_energy", "visible_dist
            "gibbs_kernel", "exact_gradient", "expected_cd_gradient", "grid_log_partition"]
 
 
+def random_rbm(d: int = 3, h: int = 2, visible: str = "bernoulli", seed: int = 0, scale: float = 1.0,
+               learn_sigma: bool = False) -> RBM:
+    """A float64 RBM with weights of std ``scale``, standard normal biases and, for Gaussian
+    visibles, ``log sigma`` uniform in ``[-0.5, 0.5]``; seeded through the global generator."""
+    torch.manual_seed(seed)
+    rbm = RBM(d, h, visible, init_std=scale, learn_sigma=learn_sigma).double()
+    with torch.no_grad():
+        rbm.visible_bias.normal_()
+        rbm.hidden_bias.normal_()
+        if visible == "gaussian":
+            rbm.log_sigma.uniform_(-0.5, 0.5)
+    return rbm
+
+
 def _joint_log_weights(rbm: RBM, visible_bias=None, hidden_bias=None) -> Tensor:
     """``-E(v, h)`` for every ``(v, h)`` of a Bernoulli RBM, shape ``(2^D, 2^H)``."""
     vs = binary_states(rbm.n_visible, dtype=rbm.weight.dtype)

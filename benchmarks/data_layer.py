@@ -31,8 +31,8 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     from probseq.data.bouncing_balls import _render_dense, render_balls, simulate_bouncing_balls
-    from probseq.data.midi import read_midi_pianoroll_tracks, write_pianoroll_midi
-    from probseq.data.pianoroll import read_pianoroll_file
+    from probseq.io.midi import read_midi_pianoroll_tracks, write_pianoroll_midi
+    from probseq.io.pianoroll import read_pianoroll_file
     from probseq.data.registry import SHARED_DATA, load_dataset
 
     r = args.repeats

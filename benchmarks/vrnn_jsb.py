@@ -46,7 +46,7 @@ def load_jsb():
 def score(model, examples, samples: int, seed: int, batch_size: int) -> dict:
     """ELBO / IWAE-K / IS-K per frame on ``examples`` from one set of ``samples`` draws per sequence."""
     from probseq.data.batch import Batch
-    from probseq.evaluate import latent
+    from probseq.estimators import latent
 
     g = torch.Generator().manual_seed(seed)
     order = sorted(range(len(examples)), key=lambda i: examples[i].shape[0])   # little padding

@@ -4,7 +4,7 @@
     python examples/continue_chorale.py --midi song.mid --run runs/jsb --out chorale_out
 
 Steps: (1) the prime is the first ``--prime-steps`` frames of a MIDI file (read with
-``probseq.data.media.read_prime`` at JSB's quarter-note resolution) or of a JSB test chorale (the copy
+``probseq.io.media.read_prime`` at JSB's quarter-note resolution) or of a JSB test chorale (the copy
 embedded in probseq); (2) the model is loaded from a run directory made by ``probseq fit rnn-nade``
 or fitted here for ``--steps`` steps on the embedded JSB training set (tiny by default: a demo,
 not a good model — see ``benchmarks/rnn_nade_music.py`` for a real fit); (3) ``model.sample(prefix=...)``
@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from probseq import build_model
-from probseq.data.media import read_prime, write_samples
+from probseq.io.media import read_prime, write_samples
 from probseq.data.sets.polyphonic import load_polyphonic
 
 

@@ -190,7 +190,7 @@ def cmd_evaluate(args) -> int:
 def cmd_sample(args) -> int:
     import torch
 
-    from probseq.data.media import read_prime, write_samples
+    from probseq.io.media import read_prime, write_samples
     from probseq.train.checkpoint import load_run
 
     model, info = load_run(args.run)

@@ -20,7 +20,7 @@ __all__ = ["run_demo"]
 
 
 def run_demo(out: Path, *, steps: int = 400, quiet: bool = False) -> int:
-    from probseq.data.media import write_samples
+    from probseq.io.media import write_samples
     from probseq.evaluate.compare import comparison_table, format_table
     from probseq.evaluate.scoring import score_split
     from probseq.models.registry import build_model

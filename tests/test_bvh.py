@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pytest
 
-from probseq.data.amc import (AmcMotion, amc_from_bvh, asf_rotation, forward_kinematics, parse_asf,
+from probseq.io.amc import (AmcMotion, amc_from_bvh, asf_rotation, forward_kinematics, parse_asf,
                               read_amc, read_asf, to_bvh)
-from probseq.data.bvh import (BvhJoint, BvhSkeleton, bvh_forward_kinematics, euler_to_matrix,
+from probseq.io.bvh import (BvhJoint, BvhSkeleton, bvh_forward_kinematics, euler_to_matrix,
                               matrix_to_euler, parse_bvh, read_bvh, write_bvh)
 from probseq.errors import UserError
 from probseq.testing.synthetic_mocap import SYNTHETIC_ASF, write_synthetic_subject
@@ -174,9 +174,9 @@ def test_asf_kinematics_rest_pose_and_a_root_turn():
 def test_asf_and_amc_errors_name_the_line(tmp_path):
     skeleton = parse_asf(SYNTHETIC_ASF)
     with pytest.raises(UserError, match=r"<amc>:3: bone 'tail' is not in the skeleton"):
-        from probseq.data.amc import parse_amc
+        from probseq.io.amc import parse_amc
         parse_amc(":DEGREES\n1\ntail 1 2 3\n", skeleton)
-    from probseq.data.amc import parse_amc
+    from probseq.io.amc import parse_amc
     with pytest.raises(UserError, match="has 2 values, its dof need 3"):
         parse_amc("1\nspine 1 2\n", skeleton)
     with pytest.raises(UserError, match="NaN"):

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from probseq.data.batch import Batch
-from probseq.data.midi import (
+from probseq.io.midi import (
     TICKS_PER_STEP,
     read_midi_pianoroll,
     read_midi_pianoroll_tracks,

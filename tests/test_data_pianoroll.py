@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probseq.data.pianoroll import (
+from probseq.io.pianoroll import (
     check_roll,
     notes_to_roll,
     read_pianoroll_file,
@@ -22,7 +22,7 @@ from probseq.data.pianoroll import (
     write_notes_json,
 )
 from probseq.data.registry import load_dataset
-from probseq.data.safe_pickle import safe_load, safe_loads
+from probseq.io.safe_pickle import safe_load, safe_loads
 from probseq.errors import UserError
 
 # Published statistics (SOURCE.md of the developer data; Boulanger-Lewandowski et al. 2012)

@@ -1,4 +1,4 @@
-"""Tests of :mod:`probseq.evaluate.latent` against exact answers.
+"""Tests of :mod:`probseq.estimators.latent` against exact answers.
 
 Oracles: hand-computed values on tiny weight arrays; a lognormal weight distribution whose
 ``log E[w]`` is known in closed form; and a linear-Gaussian state-space model whose exact marginal
@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from probseq.errors import UserError
-from probseq.evaluate import latent
+from probseq.estimators import latent
 from probseq.testing.kalman import LinearGaussianSSM
 
 F64 = torch.float64

@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-import probseq.data.media as media
+import probseq.io.media as media
 from probseq.data.batch import Batch
-from probseq.data.media import read_prime, register_prime_reader, register_writer, write_samples
-from probseq.data.midi import read_midi_pianoroll, write_pianoroll_midi
+from probseq.io.media import read_prime, register_prime_reader, register_writer, write_samples
+from probseq.io.midi import read_midi_pianoroll, write_pianoroll_midi
 from probseq.errors import UserError
 
 PIANO = {"media": "pianoroll", "lowest_note": 21, "n_keys": 88, "steps_per_beat": 2, "tempo_bpm": 120}

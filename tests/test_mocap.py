@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from probseq.cli import main
-from probseq.data.amc import read_amc, read_asf
+from probseq.io.amc import read_amc, read_asf
 from probseq.data.batch import Batch
-from probseq.data.bvh import read_bvh
-from probseq.data.media import read_prime, write_samples
+from probseq.io.bvh import read_bvh
+from probseq.io.media import read_prime, write_samples
 from probseq.data.registry import load_dataset
 from probseq.data.sets.mocap import (MIT_COLUMNS, cmu_features_from_motion, cmu_motion_from_features,
                                      mit_frames_from_features, mit_positions, mit_to_bvh)
-from probseq.data.bvh import bvh_forward_kinematics
+from probseq.io.bvh import bvh_forward_kinematics
 from probseq.errors import UserError
 from probseq.testing.synthetic_mocap import write_synthetic_subject
 
@@ -91,7 +91,7 @@ def test_cmu_subject_35_features_and_inverse(shared_data):
 
 
 def test_cmu_features_are_velocities_and_unwrapped_angles():
-    from probseq.data.amc import AmcMotion
+    from probseq.io.amc import AmcMotion
 
     channels = [("root", "tx"), ("root", "ty"), ("root", "tz"), ("root", "ry"), ("knee", "rx")]
     values = np.array([[0.0, 5, 0, 170, 1], [1, 5, 2, 179, 2], [3, 5, 4, -175, 3]])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from probseq.data.media import read_prime
+from probseq.io.media import read_prime
 from probseq.data.sets.polyphonic import load_polyphonic
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "continue_chorale.py"

@@ -1,4 +1,4 @@
-"""Annealed importance sampling (probseq/evaluate/ais.py) against the exact log-partition."""
+"""Annealed importance sampling (probseq/estimators/ais.py) against the exact log-partition."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-import probseq.evaluate.ais as ais_module
+import probseq.estimators.ais as ais_module
 from probseq.errors import UserError
-from probseq.evaluate.ais import ais_log_partition, ais_schedule, log_mean_exp_with_stderr
+from probseq.estimators.ais import ais_log_partition, ais_schedule, log_mean_exp_with_stderr
 from probseq.testing.rbm_oracle import random_rbm
 
 

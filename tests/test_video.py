@@ -1,6 +1,6 @@
 """Animated GIFs of samples: video frames land where they belong; motion goes to the stick figure.
 
-The pixel writer itself is :mod:`probseq.data.media`'s; these tests check what a viewer sees
+The pixel writer itself is :mod:`probseq.io.media`'s; these tests check what a viewer sees
 (row-major ``H x W`` frames, not transposed, in time order) without relying on its layout, and
 that the motion writer registered by :mod:`probseq.data.sets.mocap` claims motion data only.
 """
@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from probseq.data.batch import Batch
-from probseq.data.media import write_samples
+from probseq.io.media import write_samples
 from probseq.errors import UserError
 
 H, W = 4, 6

@@ -22,7 +22,7 @@ from torch.distributions import Normal, kl_divergence
 from probseq.data.batch import Batch
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
-from probseq.evaluate import latent
+from probseq.estimators import latent
 from probseq.frames.factorial import BernoulliFrame, GaussianFrame
 from probseq.models.vrnn import VRNN, MixtureFrame, gaussian_kl
 from probseq.train.annealing import KLAnnealing, free_bits_kl

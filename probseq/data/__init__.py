@@ -1,4 +1,4 @@
-"""Batches, dataset loaders and media I/O."""
+"""Batches, the dataset registry and dataset loaders (file formats are in probseq.io)."""
 
 from probseq.data.batch import Batch, iterate_minibatches
 from probseq.data.spec import DataSpec

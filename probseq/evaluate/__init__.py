@@ -1,1 +1,1 @@
-"""Likelihood estimators, prediction metrics and model comparison."""
+"""Evaluation the CLI runs: scoring splits, paired comparisons, prediction metrics (estimators are in probseq.estimators)."""

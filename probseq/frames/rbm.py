@@ -38,7 +38,7 @@ batched RBM.
 analytically:
 ``log Z = sum_i log(sqrt(2 pi) sigma_i) + logsumexp_h [c^T h + sum_i (b_i u_i / sigma_i + u_i^2 / 2)]``,
 ``u = W h``); ``"ais"`` is annealed importance sampling (Salakhutdinov & Murray 2008), in
-:mod:`probseq.evaluate.ais`, with a standard error.
+:mod:`probseq.estimators.ais`, with a standard error.
 
 **Training** is contrastive divergence (Hinton 2002): :meth:`RBM.cd_loss` returns the surrogate
 ``F(v_data) - F(v_neg)`` with the negatives ``v_neg`` (``k`` Gibbs steps from the data, or from
@@ -474,7 +474,7 @@ class RBM(nn.Module):
 
         Args:
             method: ``"exact"`` (enumerate ``2^exact_units()`` states; at most 2^24) or ``"ais"``
-                (see :func:`probseq.evaluate.ais.ais_log_partition` for the estimator and its
+                (see :func:`probseq.estimators.ais.ais_log_partition` for the estimator and its
                 standard error).
             chains, steps, generator, base_visible_bias: AIS settings (ignored when exact).
         """
@@ -482,7 +482,7 @@ class RBM(nn.Module):
         if method == "exact":
             return LogPartition(self._exact_log_partition(vb, hb), None, "exact")
         if method == "ais":
-            from probseq.evaluate.ais import ais_log_partition
+            from probseq.estimators.ais import ais_log_partition
 
             return ais_log_partition(self, visible_bias=vb, hidden_bias=hb, chains=chains, steps=steps,
                                      generator=generator, base_visible_bias=base_visible_bias)

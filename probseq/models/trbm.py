@@ -246,7 +246,7 @@ class TRBM(SequenceModel):
     @torch.no_grad()
     def _importance_log_prob(self, batch: Batch, x: Tensor, particles: int,
                              generator: torch.Generator | None) -> LogProb:
-        from probseq.evaluate.ais import log_mean_exp_with_stderr
+        from probseq.estimators.ais import log_mean_exp_with_stderr
 
         if not self.exact_by_default:
             raise UserError("the is estimator needs exact per-step log-partitions; this TRBM is too "

@@ -47,7 +47,7 @@ sample per turn, KL annealing (:mod:`probseq.train.annealing`; by default the we
 linearly from 0 to 1 over the first 30% of the steps, Bowman et al. 2016), optional free bits
 (per latent unit and turn, Kingma et al. 2016) and word dropout (decoder inputs replaced by
 ``<unk>`` with probability ``word_dropout``, 0.25 by default, Bowman et al. 2016). The estimators
-of ``log_prob`` are the shared ones of :mod:`probseq.evaluate.latent` applied per turn.
+of ``log_prob`` are the shared ones of :mod:`probseq.estimators.latent` applied per turn.
 
 Generation: :meth:`HRED.respond` answers a context by ancestral sampling (with temperature) or
 beam search; VHRED draws ``z`` from the prior first. :meth:`HRED.sample` generates whole
@@ -84,7 +84,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
-from probseq.evaluate import latent as latent_estimators
+from probseq.estimators import latent as latent_estimators
 from probseq.models.base import LogProb, SequenceModel
 from probseq.models.registry import register_model
 from probseq.text.batch import DialogueBatch
@@ -798,7 +798,7 @@ class VHRED(HRED):
         summed over turns. ``is`` (K = 10, kind ``estimate``): the same number read as an estimate of
         ``log p`` (the product of the per-turn importance-sampling estimates of ``p(w_n | c_{n-1})``
         is unbiased for ``p(w_{1:N} | N)``), with stderr ``sqrt(sum_n se_n^2)`` over the independent
-        turns. All from :mod:`probseq.evaluate.latent`.
+        turns. All from :mod:`probseq.estimators.latent`.
         """
         estimator = self.check_estimator(estimator)
         k = int(samples or self.default_samples[estimator])

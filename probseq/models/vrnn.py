@@ -39,7 +39,7 @@ decoder, the KL and all log-densities after the loop, vectorised over time. ``te
 checks that both give the same ELBO on the same latent draws (``Trace_ELBO``: sampled KL;
 ``TraceMeanField_ELBO``: closed-form KL). Cost per sequence: ``O(T (H^2 + H F + F Z))`` in the loop.
 
-**Estimators** (:mod:`probseq.evaluate.latent`): ``elbo`` (default; mean of ``K`` single-draw ELBOs
+**Estimators** (:mod:`probseq.estimators.latent`): ``elbo`` (default; mean of ``K`` single-draw ELBOs
 with the closed-form KL, ``K = 10``), ``iwae`` (IWAE-K bound, ``K = 100``; Burda et al. 2016) and
 ``is`` (importance-sampled estimate of ``log p(x)`` with a delta-method error, ``K = 100``), all from
 the log weights ``log p(x, z) - log q(z | x)`` with ``z ~ q``; noise is drawn from ``generator``.
@@ -76,7 +76,7 @@ from torch import Tensor, nn
 from probseq.data.batch import Batch
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
-from probseq.evaluate import latent
+from probseq.estimators import latent
 from probseq.frames.base import FrameDistribution
 from probseq.frames.factorial import (BernoulliFrame, CategoricalFrame, GaussianFrame,
                                       make_factorial_frame)

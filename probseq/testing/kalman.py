@@ -11,7 +11,7 @@ Probabilistic Perspective*, §18.3), and :meth:`~LinearGaussianSSM.log_marginal_
 second, independent way — the joint Gaussian of all ``T`` observations, built from the covariances
 :math:`\\mathrm{Cov}(z_t, z_s) = A^{t-s} P_s` — to check the filter on tiny cases.
 
-Two proposals give log importance weights ``(K, B)`` for :mod:`probseq.evaluate.latent`:
+Two proposals give log importance weights ``(K, B)`` for :mod:`probseq.estimators.latent`:
 
 * :meth:`~LinearGaussianSSM.prior_log_weights` — the *transition prior* (bootstrap proposal)
   :math:`q(z) = p(z)`, so :math:`\\log w = \\sum_t \\log p(x_t \\mid z_t)`: a fixed, imperfect

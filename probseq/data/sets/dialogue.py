@@ -37,7 +37,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from probseq.data.media import register_writer
+from probseq.io.media import register_writer
 from probseq.data.registry import Dataset, register_dataset
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError

@@ -28,9 +28,9 @@ motion is in every split and no frame is shared. Training sequences are then cut
 ``train_chunk`` frames (default 100; 0 keeps them whole), which the trainer shuffles into
 minibatches; validation and test sequences stay whole.
 
-Media (registered with :mod:`probseq.data.media` for motion data only): ``.bvh`` for both (the
+Media (registered with :mod:`probseq.io.media` for motion data only): ``.bvh`` for both (the
 MIT data converted from its z-up frame to BVH's y-up), ``.gif`` stick-figure animations
-(:mod:`probseq.data.stick_figure`), and ``.bvh`` / ``.amc`` primes for ``cmu`` (read back into
+(:mod:`probseq.io.stick_figure`), and ``.bvh`` / ``.amc`` primes for ``cmu`` (read back into
 normalised features, so ``probseq sample RUN --prime walk.bvh`` continues a motion).
 """
 
@@ -42,9 +42,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from probseq.data.amc import (AmcMotion, amc_from_bvh, forward_kinematics, parse_asf, read_amc, read_asf,
+from probseq.io.amc import (AmcMotion, amc_from_bvh, forward_kinematics, parse_asf, read_amc, read_asf,
                               to_bvh)
-from probseq.data.bvh import BvhJoint, BvhSkeleton, matrix_to_euler, read_bvh, write_bvh
+from probseq.io.bvh import BvhJoint, BvhSkeleton, matrix_to_euler, read_bvh, write_bvh
 from probseq.data.registry import SHARED_DATA, Dataset, register_dataset
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
@@ -431,8 +431,8 @@ def _is_cmu(meta) -> bool:
 
 
 def _register_media() -> None:
-    from probseq.data import media
-    from probseq.data.stick_figure import write_stick_figure_gif
+    from probseq.io import media
+    from probseq.io.stick_figure import write_stick_figure_gif
 
     media.register_writer(".bvh", write_motion_bvh, when=is_motion)
     media.register_writer(".gif", write_stick_figure_gif, when=is_motion)

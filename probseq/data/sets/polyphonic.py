@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from probseq.data.pianoroll import LOWEST_NOTE, N_KEYS, read_pianoroll_file
+from probseq.io.pianoroll import LOWEST_NOTE, N_KEYS, read_pianoroll_file
 from probseq.data.registry import Dataset, register_dataset
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError

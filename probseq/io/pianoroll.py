@@ -13,7 +13,7 @@ four data sets with fixed train/valid/test splits in two formats, both read here
   array of ``(T_i, 88)`` uint8 0/1 rolls.
 * ``.pickle`` / ``.pkl``: a dict ``{"train", "valid", "test"}`` -> list of sequences -> list of
   time steps -> the active MIDI note numbers (numpy int64 in the original files). Read with
-  :mod:`probseq.data.safe_pickle`, which executes no code.
+  :mod:`probseq.io.safe_pickle`, which executes no code.
 * ``.json`` (and ``.json.gz``): the same nesting with plain integers.
 
 In a pickle, a sequence may also be a ``(T, 88)`` numeric 0/1 array (a roll rather than note lists).
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from probseq.data.safe_pickle import describe_exception
+from probseq.io.safe_pickle import describe_exception
 from probseq.errors import UserError
 
 __all__ = [
@@ -180,7 +180,7 @@ def read_pianoroll_file(path: str | Path, *, lowest_note: int = LOWEST_NOTE,
     if name.endswith(".mat"):
         return _read_mat(path, n_keys)
     if name.endswith((".pickle", ".pkl")):
-        from probseq.data.safe_pickle import safe_load
+        from probseq.io.safe_pickle import safe_load
 
         return _from_note_lists(safe_load(path), str(path), lowest_note, n_keys)
     if name.endswith((".json", ".json.gz")):

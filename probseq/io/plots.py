@@ -14,7 +14,7 @@ import numpy as np
 from torch import Tensor
 
 from probseq.data.batch import Batch
-from probseq.data.pianoroll import LOWEST_NOTE
+from probseq.io.pianoroll import LOWEST_NOTE
 from probseq.errors import UserError
 
 __all__ = ["plot_pianoroll", "plot_frames"]

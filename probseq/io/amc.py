@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from probseq.data.bvh import BvhJoint, BvhSkeleton, euler_to_matrix, matrix_to_euler
+from probseq.io.bvh import BvhJoint, BvhSkeleton, euler_to_matrix, matrix_to_euler
 from probseq.errors import UserError
 
 __all__ = ["AsfBone", "AsfSkeleton", "AmcMotion", "parse_asf", "read_asf", "parse_amc", "read_amc",

@@ -1,7 +1,7 @@
 """Stick-figure animations of motion capture, drawn with matplotlib and saved as GIF by pillow.
 
 This is the ``.gif`` writer for motion-capture datasets (registered by
-:mod:`probseq.data.sets.mocap`; video datasets get :mod:`probseq.data.media`'s pixel GIF writer).
+:mod:`probseq.data.sets.mocap`; video datasets get :mod:`probseq.io.media`'s pixel GIF writer).
 
 No ffmpeg is needed: :class:`matplotlib.animation.PillowWriter` writes the GIF. Joint positions
 come from :func:`probseq.data.sets.mocap.motion_positions` (forward kinematics of the inverse

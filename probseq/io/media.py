@@ -3,7 +3,7 @@
 The file's extension picks the function. A dataset module registers its own formats next to its
 loader, e.g. in ``probseq/data/sets/mocap.py``::
 
-    from probseq.data.media import register_writer, register_prime_reader
+    from probseq.io.media import register_writer, register_prime_reader
     register_writer(".bvh", write_bvh)                 # fn(samples: Batch, path: Path, meta: dict)
     register_prime_reader(".bvh", read_bvh_prime)      # fn(path: Path, meta: dict) -> (T, D) tensor
 
@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from probseq.data.batch import Batch
-from probseq.data.safe_pickle import describe_exception
+from probseq.io.safe_pickle import describe_exception
 from probseq.errors import UserError
 
 __all__ = ["register_writer", "register_prime_reader", "write_samples", "read_prime",
@@ -222,7 +222,7 @@ def _write_npz(samples: Batch, path: Path, meta: dict) -> Path:
 
 
 def _write_midi(samples: Batch, path: Path, meta: dict) -> Path:
-    from probseq.data.midi import write_pianoroll_midi
+    from probseq.io.midi import write_pianoroll_midi
 
     return write_pianoroll_midi(samples, path, lowest_note=int(meta.get("lowest_note", 21)),
                                 steps_per_beat=meta.get("steps_per_beat", 1),
@@ -235,7 +235,7 @@ def _midi_unfit(samples: Batch, path: Path, meta: dict) -> None:
 
 
 def _write_png(samples: Batch, path: Path, meta: dict) -> Path:
-    from probseq.data.plots import plot_frames, plot_pianoroll
+    from probseq.io.plots import plot_frames, plot_pianoroll
 
     title = f"{len(samples)} samples" + (f" ({meta['title']})" if meta.get("title") else "")
     if is_pianoroll(meta):
@@ -325,7 +325,7 @@ def _prime_from_array(array: np.ndarray, path: Path) -> Tensor:
 
 
 def _read_midi_prime(path: Path, meta: dict) -> Tensor:
-    from probseq.data.midi import read_midi_pianoroll
+    from probseq.io.midi import read_midi_pianoroll
 
     return read_midi_pianoroll(path, steps_per_beat=meta.get("steps_per_beat", 1),
                                lowest_note=int(meta.get("lowest_note", 21)),

@@ -38,8 +38,8 @@ import torch
 from torch import Tensor
 
 from probseq.data.batch import Batch
-from probseq.data.pianoroll import LOWEST_NOTE, N_KEYS
-from probseq.data.safe_pickle import describe_exception
+from probseq.io.pianoroll import LOWEST_NOTE, N_KEYS
+from probseq.io.safe_pickle import describe_exception
 from probseq.errors import UserError
 
 __all__ = ["write_pianoroll_midi", "read_midi_pianoroll", "read_midi_pianoroll_tracks",

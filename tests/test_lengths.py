@@ -45,7 +45,7 @@ def _total_probability(model, spec, max_length, *, unbounded):
     return float(total)
 
 
-@pytest.mark.parametrize("name", ["independent", "rnn", "gru", "lstm"])
+@pytest.mark.parametrize("name", ["independent", "rnn", "gru", "lstm", "mrnn"])
 @pytest.mark.parametrize("spec,length", [(DataSpec("binary", 2), "halting"),
                                          (DataSpec("categorical", 3), "end-symbol"),
                                          (DataSpec("binary", 2), "explicit")])

@@ -33,9 +33,25 @@ from probseq.lengths import make_length_model
 from probseq.models.base import LogProb, SequenceModel
 from probseq.models.registry import register_model
 
-__all__ = ["RecurrentFrameModel", "RNNModel", "GRUModel", "LSTMModel"]
+__all__ = ["RecurrentFrameModel", "RNNModel", "GRUModel", "LSTMModel", "register_cell", "cell_names"]
 
-_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+#: recurrent cells by name: ``factory(input_size, hidden_size, num_layers=, batch_first=True,
+#: dropout=)`` returning a module with ``nn.GRU``'s calling convention (``mrnn`` registers itself
+#: from :mod:`probseq.models.mrnn`)
+_CELLS: dict[str, Any] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+def register_cell(name: str, factory: Any) -> None:
+    """Make ``cell=name`` available to every recurrent backbone (``nn.GRU``'s calling convention)."""
+    _CELLS[name] = factory
+
+
+def cell_names() -> list[str]:
+    """The names ``cell=`` accepts."""
+    from probseq.models.registry import model_names
+
+    model_names()  # imports every model module, so cells registered by them are listed
+    return sorted(_CELLS)
 
 
 @dataclass
@@ -70,20 +86,27 @@ class RecurrentFrameModel(SequenceModel):
         cfg = self.config
         self.cell_type = str(cfg.get("cell", type(self).cell))
         if self.cell_type not in _CELLS:
+            cell_names()  # imports the model modules that register further cells
+        if self.cell_type not in _CELLS:
             raise UserError(f"unknown cell {self.cell_type!r} for {self.name}; expected one of "
-                            f"{', '.join(_CELLS)}")
+                            f"{', '.join(cell_names())}")
         self.frame = self.make_frame(spec)
         self.length_model = make_length_model(str(cfg["length"]), data_kind=spec.kind,
                                               max_length=int(cfg["max_length"]))
         hidden, layers = int(cfg["hidden"]), int(cfg["layers"])
         input_dim = self.frame.input_dim + 1 + self.length_model.input_dim
-        self.rnn = _CELLS[self.cell_type](input_dim, hidden, num_layers=layers, batch_first=True,
-                                          dropout=float(cfg["dropout"]) if layers > 1 else 0.0)
+        self.rnn = self.make_backbone(input_dim, hidden, layers,
+                                      float(cfg["dropout"]) if layers > 1 else 0.0)
         n_states = 2 if self.cell_type == "lstm" else 1
         self.initial_hidden = nn.Parameter(torch.zeros(n_states, layers, 1, hidden))
         self.readout = nn.Linear(hidden, self.frame.param_dim + self.length_model.head_dim)
 
     # ---------------------------------------------------------------- pieces
+    def make_backbone(self, input_dim: int, hidden: int, layers: int, dropout: float) -> nn.Module:
+        """The recurrent network over the inputs (``nn.GRU``'s calling convention, batch first)."""
+        return _CELLS[self.cell_type](input_dim, hidden, num_layers=layers, batch_first=True,
+                                      dropout=dropout)
+
     def make_frame(self, spec: DataSpec) -> FrameDistribution:
         """The per-step distribution; subclasses with NADE or RBM frames override this."""
         return make_factorial_frame(spec.kind, spec.dim)
@@ -97,8 +120,8 @@ class RecurrentFrameModel(SequenceModel):
         """Backbone inputs ``[enc(x), begin flag, g(remaining)]`` for ``steps`` time steps."""
         dtype = self.readout.weight.dtype
         if encoded is None:
-            encoded = torch.zeros(n, steps, self.frame.input_dim, dtype=dtype)
-        flag = torch.full((n, steps, 1), 1.0 if begin else 0.0, dtype=dtype)
+            encoded = torch.zeros(n, steps, self.frame.input_dim, dtype=dtype, device=self.readout.weight.device)
+        flag = torch.full((n, steps, 1), 1.0 if begin else 0.0, dtype=dtype, device=self.readout.weight.device)
         parts = [encoded.to(dtype), flag]
         if self.length_model.input_dim:
             parts.append(self.length_model.step_features(remaining).to(dtype))
@@ -119,7 +142,7 @@ class RecurrentFrameModel(SequenceModel):
         n, steps = x.shape[:2]
         remaining = None
         if self.length_model.input_dim:
-            remaining = batch.lengths.unsqueeze(1) - torch.arange(steps + 1).unsqueeze(0)
+            remaining = batch.lengths.unsqueeze(1) - torch.arange(steps + 1, device=batch.lengths.device).unsqueeze(0)
         first = self._inputs(None, True, None if remaining is None else remaining[:, :1], n, 1)
         rest = self._inputs(self.frame.encode(x), False,
                             None if remaining is None else remaining[:, 1:], n, steps)

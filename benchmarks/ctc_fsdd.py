@@ -10,7 +10,7 @@ label (exact), the training wall time and the configuration. Goal of issue 6: te
 
 Example (the run recorded in benchmarks/RESULTS.md)::
 
-    python benchmarks/ctc_fsdd.py --data-dir /work/shared/data/fsdd/recordings --steps 2400 \\
+    PROBSEQ_DATA=../shared/data python benchmarks/ctc_fsdd.py --steps 2400 \\
         --threads 1 --out runs/ctc_fsdd
 """
 
@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from probseq.data.registry import SHARED_DATA, load_dataset
+from probseq.data.home import data_home
+from probseq.data.registry import load_dataset
 from probseq.evaluate.scoring import score_split
 from probseq.models.registry import build_model
 from probseq.train.checkpoint import load_run, write_run_info
@@ -77,7 +78,7 @@ def main(args: argparse.Namespace) -> dict:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", default=str(SHARED_DATA / "fsdd" / "recordings"))
+    p.add_argument("--data-dir", default=str(data_home() / "fsdd" / "recordings"))
     p.add_argument("--steps", type=int, default=2400)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--batch-size", type=int, default=32)

@@ -33,12 +33,13 @@ def main(args: argparse.Namespace) -> None:
     from probseq.data.bouncing_balls import _render_dense, render_balls, simulate_bouncing_balls
     from probseq.io.midi import read_midi_pianoroll_tracks, write_pianoroll_midi
     from probseq.io.pianoroll import read_pianoroll_file
-    from probseq.data.registry import SHARED_DATA, load_dataset
+    from probseq.data.home import data_home
+    from probseq.data.registry import load_dataset
 
     r = args.repeats
     seconds, data = timed(lambda: load_dataset("jsb"), r)
     print(f"jsb (embedded .json.gz) load                  {seconds:7.3f} s")
-    poly = SHARED_DATA / "polyphonic"
+    poly = data_home() / "polyphonic"
     for name in ("JSB_Chorales.mat", "jsb-chorales-quarter.pkl", "jsb-chorales-quarter.json", "Piano_midi.mat"):
         if (poly / name).is_file():
             seconds, _ = timed(lambda: read_pianoroll_file(poly / name), r)

@@ -30,12 +30,13 @@ from pathlib import Path
 import torch
 
 from probseq import DataSpec, build_model
+from probseq.data.home import data_home
 from probseq.data.batch import Batch
 from probseq.data.sets.polyphonic import load_polyphonic
 
 PUBLISHED = {"jsb": 5.19, "piano-midi": 7.05, "nottingham": 2.31, "musedata": 5.60}
 DATA_FILES = {"jsb": "JSB_Chorales.mat", "piano-midi": "Piano_midi.mat"}
-SHARED = Path("/work/shared/data/polyphonic")
+SHARED = data_home() / "polyphonic"  # the data home ($PROBSEQ_DATA, e.g. ../shared/data)
 
 
 def parse_args(argv=None):

@@ -35,7 +35,8 @@ from pathlib import Path
 import torch
 
 from probseq.cli import main as probseq
-from probseq.data.registry import SHARED_DATA, load_dataset
+from probseq.data.home import data_home
+from probseq.data.registry import load_dataset
 from probseq.train.checkpoint import load_run
 
 
@@ -148,7 +149,7 @@ def summarize(out: Path) -> str:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="dialogue", help="dialogue (needs --data-dir) or dialogue-sample")
-    p.add_argument("--data-dir", type=Path, default=SHARED_DATA / "dialogue")
+    p.add_argument("--data-dir", type=Path, default=data_home() / "dialogue")
     p.add_argument("--models", default="hred,vhred")
     p.add_argument("--out", type=Path, default=Path("vhred_bench"))
     p.add_argument("--threads", type=int, default=1)

@@ -37,10 +37,10 @@ def load_jsb():
     try:
         return probseq.load_dataset("jsb")
     except Exception as err:          # fall back to the developer copy of the .mat file
-        from probseq.data.registry import SHARED_DATA
+        from probseq.data.home import data_home
 
-        _log(f"load_dataset('jsb') failed ({err}); reading the shared .mat copy")
-        return probseq.load_dataset("jsb", data_file=SHARED_DATA / "polyphonic" / "JSB_Chorales.mat")
+        _log(f"load_dataset('jsb') failed ({err}); reading the .mat copy in the data home")
+        return probseq.load_dataset("jsb", data_file=data_home() / "polyphonic" / "JSB_Chorales.mat")
 
 
 def score(model, examples, samples: int, seed: int, batch_size: int) -> dict:

@@ -23,11 +23,11 @@ from probseq.testing.synthetic_mocap import write_synthetic_subject
 # ---------------------------------------------------------------------------- mocap-mit
 @pytest.fixture(scope="module")
 def mit():
-    from probseq.data.registry import SHARED_DATA
+    from probseq.data.home import data_home
 
-    path = SHARED_DATA / "mocap" / "motion.mat"
+    path = data_home() / "mocap" / "motion.mat"
     if not path.is_file():
-        pytest.skip(f"needs {path}, which is absent")
+        pytest.skip(f"needs {path} in the data home (PROBSEQ_DATA), which is absent")
     import scipy.io
 
     raw = [np.asarray(s, dtype=np.float64) for s in scipy.io.loadmat(str(path))["Motion"].flat]

@@ -137,7 +137,8 @@ def build_dialogue_dataset(name: str, raw: dict[str, list[dict[str, Any]]], *, s
 
 
 @register_dataset("dialogue", description="open-domain two-speaker dialogues (turns of lowercased word "
-                  "tokens, <eot> ends a turn); for vhred / hred", source=_SOURCE, needs="dir")
+                  "tokens, <eot> ends a turn); for vhred / hred", source=_SOURCE, needs="dir",
+                  home="dialogue/train.jsonl*")
 def load_dialogue(data_file: str | Path | None = None, data_dir: str | Path | None = None, *,
                   max_dialogues: int | None = None, max_eval_dialogues: int | None = None,
                   max_turns: int | None = None, max_turn_length: int | None = None,

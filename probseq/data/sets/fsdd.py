@@ -13,7 +13,9 @@ every recording appears ``passes`` times in different contexts. The audio is bui
 the shared clips (no copies are held), so examples are cheap.
 
 ``spec = DataSpec("categorical", 10)``: the labels are the digits 0-9; the recognizer adds the CTC
-blank itself. Example: ``probseq fit ctc --data fsdd --data-dir shared/data/fsdd/recordings``.
+blank itself. ``--data-dir`` takes the recordings folder or the repository's root holding it;
+without it the copy in the data home is used (``probseq download fsdd`` puts it there). Example:
+``probseq fit ctc --data fsdd --data-dir free-spoken-digit-dataset``.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ def _digit_strings(clips: list[tuple[int, np.ndarray]], *, passes: int, max_digi
     description="Free Spoken Digit Dataset: digit strings (1-5 recordings joined by pauses), 8 kHz audio -> digit labels (for CTC)",
     source="github.com/Jakobovski/free-spoken-digit-dataset recordings/ (CC BY-SA 4.0); point --data-dir at the recordings folder",
     needs="dir",
+    home="fsdd/recordings/*.wav",
 )
 def load_fsdd(data_file=None, data_dir=None, *, max_digits: int = 5, train_passes: int = 6,
               valid_passes: int = 2, test_passes: int = 4, seed: int = 0,
@@ -122,6 +125,8 @@ def load_fsdd(data_file=None, data_dir=None, *, max_digits: int = 5, train_passe
     folder = Path(data_dir)
     if not folder.is_dir():
         raise UserError(f"{folder} is not a directory")
+    if next(folder.glob("*.wav"), None) is None and (folder / "recordings").is_dir():
+        folder = folder / "recordings"  # the repository's root, as users clone or unpack it
     if max_digits < 1:
         raise UserError(f"max_digits must be at least 1, got {max_digits}")
     keep = {s.strip() for s in str(speakers).split(",") if s.strip()}

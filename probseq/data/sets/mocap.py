@@ -45,7 +45,8 @@ import torch
 from probseq.io.amc import (AmcMotion, amc_from_bvh, forward_kinematics, parse_asf, read_amc, read_asf,
                               to_bvh)
 from probseq.io.bvh import BvhJoint, BvhSkeleton, matrix_to_euler, read_bvh, write_bvh
-from probseq.data.registry import SHARED_DATA, Dataset, register_dataset
+from probseq.data.home import data_home
+from probseq.data.registry import Dataset, register_dataset
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
 
@@ -111,7 +112,7 @@ def _check_train_chunk(train_chunk: int) -> int:
 
 
 def _default_path(given: str | Path | None, fallback: Path, missing_message: str) -> Path:
-    """The user's path, else the developer copy in ``shared/data``, else a clear error."""
+    """The user's path, else the copy in the data home (``$PROBSEQ_DATA``), else a clear error."""
     if given is not None:
         return Path(given)
     if fallback.exists():
@@ -125,13 +126,14 @@ def _default_path(given: str | Path | None, fallback: Path, missing_message: str
     description="MIT motion capture (E. Hsu), Taylor et al.'s 49-dim representation (3 sequences, z-scored)",
     source="motion.mat from G. Taylor's CRBM code (data: E. Hsu, MIT); pass --data-file motion.mat",
     needs="file",
+    home="mocap/motion.mat",
 )
 def load_mocap_mit(data_file: str | Path | None = None, data_dir: str | Path | None = None,
                    train_chunk: int = 100) -> Dataset:
     """Load ``motion.mat`` (see the module docstring for the representation and split)."""
     import scipy.io
 
-    path = _default_path(data_file, SHARED_DATA / "mocap" / "motion.mat",
+    path = _default_path(data_file, data_home() / "mocap" / "motion.mat",
                          "dataset 'mocap-mit' needs --data-file pointing at motion.mat")
     try:
         mat = scipy.io.loadmat(str(path))
@@ -259,11 +261,12 @@ def mit_to_bvh(frames: np.ndarray, parents: list[int]) -> tuple[BvhSkeleton, np.
     description="CMU motion capture: every AMC file of a directory with its ASF skeleton, joint angles, 30 fps",
     source="mocap.cs.cmu.edu (CMU Graphics Lab; NSF EIA-0196217); pass --data-dir DIR of .asf/.amc files",
     needs="dir",
+    home="mocap/*.amc",
 )
 def load_cmu(data_file: str | Path | None = None, data_dir: str | Path | None = None,
              fps: int = 30, source_fps: int = 120, train_chunk: int = 100) -> Dataset:
     """Load every AMC file of ``data_dir`` (see the module docstring)."""
-    directory = _default_path(data_dir, SHARED_DATA / "mocap",
+    directory = _default_path(data_dir, data_home() / "mocap",
                               "dataset 'cmu' needs --data-dir pointing at a directory of .asf/.amc files")
     if data_file is not None:
         raise UserError("dataset 'cmu' reads a directory; pass --data-dir DIR instead of --data-file")

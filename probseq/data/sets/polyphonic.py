@@ -112,7 +112,8 @@ def _register(name: str, description: str, needs: str) -> None:
 
     loader.__name__ = f"load_{name.replace('-', '_')}"
     loader.__doc__ = f"Load {POLYPHONIC_SETS[name].title}; see :func:`load_polyphonic`."
-    register_dataset(name, description=description, source=_SOURCE, needs=needs)(loader)
+    register_dataset(name, description=description, source=_SOURCE, needs=needs,
+                     home=tuple(f"polyphonic/{f}" for f in POLYPHONIC_SETS[name].file_names))(loader)
 
 
 _register("jsb", "JSB Chorales piano-rolls (88 keys, one step per quarter note; 229/76/77 chorales; "

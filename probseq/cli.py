@@ -264,16 +264,16 @@ def cmd_compare(args) -> int:
 
 
 def cmd_datasets(args) -> int:
-    from probseq.data.registry import dataset_infos
+    from probseq.data.catalogue import print_catalogue
 
-    infos = dataset_infos()
-    how = {"file": "--data-file PATH", "dir": "--data-dir DIR", "none": "generated",
-           "embedded": "embedded (ships with probseq)", "file-or-embedded": "embedded, or --data-file PATH"}
-    width = max(len(d.name) for d in infos)
-    for d in infos:
-        print(f"{d.name.ljust(width)}  {d.description}")
-        print(f"{''.ljust(width)}  source: {d.source}")
-        print(f"{''.ljust(width)}  data:   {how.get(d.needs, d.needs)}")
+    return print_catalogue()
+
+
+def cmd_download(args) -> int:
+    from probseq.data.download import download
+
+    paths = download(args.name, mirror=args.mirror, progress=not args.quiet, force=args.force)
+    print(f"{args.name}: " + ", ".join(str(p) for p in paths))
     return 0
 
 
@@ -351,8 +351,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("datasets", help="list the datasets probseq knows")
+    p = sub.add_parser("datasets", help="list the datasets probseq knows, present or missing, and where")
     p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("download", help="fetch a public dataset into the data home ($PROBSEQ_DATA), checksummed")
+    p.add_argument("name", help="jsb, piano-midi, nottingham, musedata, mocap-mit, cmu or fsdd")
+    p.add_argument("--mirror", help="a base URL holding the same file names (checksums still apply)")
+    p.add_argument("--force", action="store_true", help="fetch again even if the files are there")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_download)
     return parser
 
 

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from probseq.data.batch import Batch
+from probseq.data.window import TimeWindow
 from probseq.data.spec import DataSpec
 from probseq.frames.base import FrameDistribution
 from probseq.errors import UserError
@@ -32,6 +33,7 @@ from probseq.frames.factorial import make_factorial_frame
 from probseq.lengths import make_length_model
 from probseq.models.base import LogProb, SequenceModel
 from probseq.models.registry import register_model
+from probseq.train.scheduled_sampling import make_schedule, scheduled_readouts
 
 __all__ = ["RecurrentFrameModel", "RNNModel", "GRUModel", "LSTMModel", "register_cell", "cell_names"]
 
@@ -62,6 +64,16 @@ class _RecurrentState:
     target: Tensor | None  # (n,) tau for the explicit length model
 
 
+def _narrow_state(state: _RecurrentState, n: int) -> _RecurrentState:
+    """The state of the first ``n`` sequences (RNN hidden states are ``(layers, B, H)``)."""
+    if state.output.shape[0] == n:
+        return state
+    hidden = (tuple(h[:, :n] for h in state.hidden) if isinstance(state.hidden, tuple)
+              else state.hidden[:, :n])
+    return _RecurrentState(hidden, state.output[:n], state.steps,
+                           None if state.target is None else state.target[:n])
+
+
 class RecurrentFrameModel(SequenceModel):
     """An RNN/GRU/LSTM backbone driving a frame distribution, with a shared length model.
 
@@ -77,6 +89,9 @@ class RecurrentFrameModel(SequenceModel):
     cell: ClassVar[str] = "gru"
     hyperparameters: ClassVar[dict[str, Any]] = {
         "hidden": 128, "layers": 1, "dropout": 0.0, "length": "none", "max_length": 1000,
+        # training objective only (evaluation is always the teacher-forced exact likelihood):
+        # scheduled sampling (probseq.train.scheduled_sampling) and unscored context frames
+        "scheduled_sampling": "none", "ss_k": 0.0, "ss_c": 0.0, "ss_min": 0.0, "train_context": 0,
     }
     #: Adam at 1e-2 with gradient clipping: on JSB a 128-unit GRU reaches ~8.6 nats/frame in 300 steps
     training_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-2}
@@ -90,6 +105,12 @@ class RecurrentFrameModel(SequenceModel):
         if self.cell_type not in _CELLS:
             raise UserError(f"unknown cell {self.cell_type!r} for {self.name}; expected one of "
                             f"{', '.join(cell_names())}")
+        self.schedule = make_schedule(str(cfg["scheduled_sampling"]), k=float(cfg["ss_k"]),
+                                      c=float(cfg["ss_c"]), floor=float(cfg["ss_min"]))
+        if int(cfg["train_context"]) < 0:
+            raise UserError(f"train_context must not be negative, got {cfg['train_context']}")
+        #: eps_i of scheduled sampling for the current training step (1 = teacher forcing)
+        self.teacher_forcing = 1.0
         self.frame = self.make_frame(spec)
         self.length_model = make_length_model(str(cfg["length"]), data_kind=spec.kind,
                                               max_length=int(cfg["max_length"]))
@@ -118,10 +139,10 @@ class RecurrentFrameModel(SequenceModel):
     def _inputs(self, encoded: Tensor | None, begin: bool, remaining: Tensor | None, n: int,
                 steps: int) -> Tensor:
         """Backbone inputs ``[enc(x), begin flag, g(remaining)]`` for ``steps`` time steps."""
-        dtype = self.readout.weight.dtype
+        dtype, device = self.readout.weight.dtype, self.readout.weight.device
         if encoded is None:
-            encoded = torch.zeros(n, steps, self.frame.input_dim, dtype=dtype, device=self.readout.weight.device)
-        flag = torch.full((n, steps, 1), 1.0 if begin else 0.0, dtype=dtype, device=self.readout.weight.device)
+            encoded = torch.zeros(n, steps, self.frame.input_dim, dtype=dtype, device=device)
+        flag = torch.full((n, steps, 1), 1.0 if begin else 0.0, dtype=dtype, device=device)
         parts = [encoded.to(dtype), flag]
         if self.length_model.input_dim:
             parts.append(self.length_model.step_features(remaining).to(dtype))
@@ -131,6 +152,21 @@ class RecurrentFrameModel(SequenceModel):
         p = self.frame.param_dim
         return head[..., :p], head[..., p:]
 
+    def backbone_states(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Teacher-forced pass of the backbone: ``(x, states)``, the zero-padded frames and the top
+        layer's states ``(B, T+1, H)`` (entry ``t`` is the state after ``t`` frames)."""
+        x = batch.padded_with_zeros()
+        n, steps = x.shape[:2]
+        remaining = None
+        if self.length_model.input_dim:
+            steps_done = torch.arange(steps + 1, device=batch.lengths.device)
+            remaining = batch.lengths.unsqueeze(1) - steps_done.unsqueeze(0)
+        first = self._inputs(None, True, None if remaining is None else remaining[:, :1], n, 1)
+        rest = self._inputs(self.frame.encode(x), False,
+                            None if remaining is None else remaining[:, 1:], n, steps)
+        outputs, _ = self.rnn(torch.cat([first, rest], 1), self._hidden0(n))
+        return x, outputs
+
     def readouts(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
         """Teacher-forced pass: frame parameters and length heads for states ``s_0..s_T``.
 
@@ -138,17 +174,34 @@ class RecurrentFrameModel(SequenceModel):
         ``params`` ``(B, T+1, param_dim)`` and ``length_head`` ``(B, T+1, head_dim)``; entry ``t``
         belongs to the state after ``t`` frames, so ``params[:, t]`` parameterises ``x_{t+1}``.
         """
-        x = batch.padded_with_zeros()
-        n, steps = x.shape[:2]
-        remaining = None
-        if self.length_model.input_dim:
-            remaining = batch.lengths.unsqueeze(1) - torch.arange(steps + 1, device=batch.lengths.device).unsqueeze(0)
-        first = self._inputs(None, True, None if remaining is None else remaining[:, :1], n, 1)
-        rest = self._inputs(self.frame.encode(x), False,
-                            None if remaining is None else remaining[:, 1:], n, steps)
-        outputs, _ = self.rnn(torch.cat([first, rest], 1), self._hidden0(n))
-        params, length_head = self._split_head(self.readout(outputs))
+        x, states = self.backbone_states(batch)
+        params, length_head = self._split_head(self.readout(states))
         return x, params, length_head
+
+    def curvature_outputs(self, batch: Batch):
+        """The loss as ``L(z)`` for Hessian-free optimisation (:mod:`probseq.optim.curvature`).
+
+        ``z`` is the readout ``(B, T+1, param_dim + head_dim)`` (frame parameters and length head),
+        ``L(z)`` the training loss (NLL per frame) computed from it, and the hidden states of the
+        top recurrent layer ``(B, T+1, H)`` (zero past each sequence's end) feed structural
+        damping. ``L`` is convex in ``z`` for Bernoulli and categorical frames, so the
+        Gauss-Newton matrix is positive semi-definite there.
+        """
+        from probseq.optim.curvature import CurvatureOutputs
+
+        self.validate_batch(batch)
+        x, states = self.backbone_states(batch)
+        z = self.readout(states)
+        keep = torch.arange(z.shape[1]).unsqueeze(0) <= batch.lengths.unsqueeze(1)
+
+        def loss(outputs: Tensor) -> Tensor:
+            p, head = self._split_head(outputs)
+            frames, _ = self.frame_log_prob(p[:, :-1], x, batch.mask, estimator="exact",
+                                            samples=None, generator=None)
+            total = frames + self._length_log_prob(batch, p, head)
+            return -total.sum() / batch.n_frames
+
+        return CurvatureOutputs(z, loss, states * keep.unsqueeze(-1).to(states.dtype))
 
     # ---------------------------------------------------------------- likelihood
     def frame_log_prob(self, params: Tensor, x: Tensor, mask: Tensor, *, estimator: str,
@@ -182,6 +235,100 @@ class RecurrentFrameModel(SequenceModel):
         with torch.no_grad():
             _, params, _ = self.readouts(batch)
             return self.frame.mean(params[:, :-1])
+
+    # ---------------------------------------------------------------- training objective
+    def state_readouts(self, states: Tensor) -> tuple[Tensor, Tensor]:
+        """Frame parameters and length head from backbone outputs ``(..., H)``."""
+        return self._split_head(self.readout(states))
+
+    def on_train_step(self, step: int, total_steps: int) -> None:
+        self.teacher_forcing = self.schedule.teacher_forcing(step, total_steps)
+
+    def training_readouts(self, batch: Batch, generator: torch.Generator | None = None
+                          ) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`readouts` for the training loss: teacher-forced, or under scheduled sampling (in
+        training mode, ``teacher_forcing < 1``) with the model's own samples fed back in
+        (:func:`~probseq.train.scheduled_sampling.scheduled_readouts`). Never used by ``log_prob``."""
+        if self.training and self.teacher_forcing < 1.0:
+            return scheduled_readouts(self, batch, self.teacher_forcing, generator)
+        return self.readouts(batch)
+
+    def scored_mask(self, batch: Batch) -> Tensor:
+        """``(B, T)`` frames the training loss scores: all but the first ``train_context`` of each
+        sequence (the text protocol: 250-character windows, the first 50 only set up the state)."""
+        context = int(self.config["train_context"])
+        if context == 0:
+            return batch.mask
+        return batch.mask & (torch.arange(batch.max_length, device=batch.lengths.device) >= context)
+
+    def loss(self, batch: Batch, *, generator: torch.Generator | None = None) -> Tensor:
+        """``-[sum of scored log p(x_t | fed history) + length term] / scored frames``.
+
+        With teacher forcing and ``train_context = 0`` this is the pooled NLL per frame, the
+        base class's loss; scheduled sampling and ``train_context`` change only this objective.
+        """
+        if int(self.config["train_context"]) == 0 and not (self.training and self.teacher_forcing < 1.0):
+            return super().loss(batch, generator=generator)
+        self.validate_batch(batch)
+        x, params, length_head = self.training_readouts(batch, generator)
+        scored = self.scored_mask(batch)
+        frames, _ = self.frame_log_prob(params[:, :-1], x, scored, estimator=self.estimators[0],
+                                        samples=None, generator=generator)
+        total = frames.sum() + self._length_log_prob(batch, params, length_head).sum()
+        return -total / scored.sum().clamp_min(1)
+
+    # ---------------------------------------------------------------- time windows
+    #: the state carried between windows is the sampler's: the RNN state and ``o_t``
+    supports_time_windows: ClassVar[bool] = True
+
+    def window_state(self, batch: Batch) -> _RecurrentState:
+        """``s_0``: the state after the begin input, before any frame (:mod:`probseq.data.window`)."""
+        target = batch.lengths if self.length_model.input_dim else None
+        return self.initial_state(batch.batch_size, target_length=target)
+
+    def backbone_frames(self, frames: Batch) -> Batch:
+        """The frames the backbone reads: the scored ones (RNN-NADE drops notes while training)."""
+        return frames
+
+    def window_readouts(self, window: TimeWindow, state: _RecurrentState
+                        ) -> tuple[Tensor, Tensor, Tensor, _RecurrentState]:
+        """:meth:`readouts` for the frames ``start + 1 .. start + W`` of ``window``, from the state
+        ``s_start`` after the frames before it.
+
+        Returns ``(x, params, length_head, state)``: the zero-padded frames ``(n, W, ...)``,
+        ``params`` ``(n, W + 1, param_dim)`` and ``length_head`` ``(n, W + 1, head_dim)`` for the
+        states ``s_start .. s_{start+W}`` (entry ``j`` parameterises frame ``start + j + 1``), and
+        ``s_{start+W}`` to carry to the next window (meaningful for the sequences that run past it).
+        Cost and memory O(n W) instead of O(B T).
+        """
+        n, width = window.batch_size, window.width
+        state = _narrow_state(state, n)
+        x = window.frames.padded_with_zeros()
+        read = self.backbone_frames(window.frames).padded_with_zeros()
+        remaining = None
+        if self.length_model.input_dim:
+            remaining = window.lengths.unsqueeze(1) - window.steps().unsqueeze(0)
+        inputs = self._inputs(self.frame.encode(read), False, remaining, n, width)
+        outputs, hidden = self.rnn(inputs, state.hidden)
+        params, length_head = self._split_head(self.readout(torch.cat([state.output.unsqueeze(1),
+                                                                       outputs], 1)))
+        after = _RecurrentState(hidden, outputs[:, -1], window.start + width, state.target)
+        return x, params, length_head, after
+
+    def log_prob_window(self, window: TimeWindow, state: _RecurrentState, *,
+                        estimator: str | None = None, samples: int | None = None,
+                        generator: torch.Generator | None = None) -> tuple[LogProb, _RecurrentState]:
+        """The window's frame terms plus its share of the length term (see the base class)."""
+        estimator = self.check_estimator(estimator)
+        self.validate_batch(window.frames)
+        x, params, length_head, state = self.window_readouts(window, state)
+        frames, stderr = self.frame_log_prob(params[:, :-1], x, window.frames.mask, estimator=estimator,
+                                             samples=samples, generator=generator)
+        lm = self.length_model
+        stop = lm.stop_logits(length_head[:, 1:], params[:, 1:]) if lm.head_dim else None
+        return LogProb(frames + window.length_log_prob(lm, stop),
+                       self.frame.likelihood_kind if stderr is None else "estimate",
+                       estimator, stderr), state
 
     # ---------------------------------------------------------------- sampling hooks
     def _step(self, state: _RecurrentState, inputs: Tensor) -> _RecurrentState:
@@ -220,6 +367,7 @@ class RNNModel(RecurrentFrameModel):
 
     name = "rnn"
     cell = "rnn"
+    validation_is_nll = True
     contract_example = {"spec": DataSpec("real", 3), "hyper": {"hidden": 6, "length": "explicit",
                                                                "max_length": 12}}
 
@@ -230,6 +378,7 @@ class GRUModel(RecurrentFrameModel):
 
     name = "gru"
     cell = "gru"
+    validation_is_nll = True
     contract_example = {"spec": DataSpec("binary", 4), "hyper": {"hidden": 6, "length": "halting"}}
 
 
@@ -239,5 +388,6 @@ class LSTMModel(RecurrentFrameModel):
 
     name = "lstm"
     cell = "lstm"
+    validation_is_nll = True
     contract_example = {"spec": DataSpec("categorical", 5), "hyper": {"hidden": 6,
                                                                       "length": "end-symbol"}}

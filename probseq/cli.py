@@ -170,6 +170,10 @@ def cmd_evaluate(args) -> int:
         scores = score_split(model, examples, estimator=args.estimator, samples=args.samples,
                              batch_size=args.batch_size, generator=generator, progress=True)
         result.update(scores.summary())
+        if dataset.meta.get("unit") == "character":  # text: bits per character beside nats
+            from probseq.data.sets.text import bits_per_character
+
+            result["bits_per_char"] = bits_per_character(result["nll_per_frame"])
     elif args.metric == "mse":
         result.update({"n_sequences": len(examples), "n_frames": int(sum(len(e) for e in examples))})
         result.update(next_frame_errors(model, examples, batch_size=args.batch_size))
@@ -209,13 +213,21 @@ def cmd_sample(args) -> int:
                 print(f"wrote {args.out}")
             return 0
         prefix = read_prime(args.prime, meta).unsqueeze(0)
-        if prefix.shape[-1] != model.spec.dim:
+        if model.spec.kind == "categorical":
+            model.validate_examples([prefix[0]], f"the prime {args.prime}")
+        elif prefix.shape[-1] != model.spec.dim:
             raise UserError(f"the prime has frames of dimension {prefix.shape[-1]}, the model expects "
                             f"{model.spec.dim}")
-    if not args.out:
+    from probseq.data.sets.text import format_samples, is_text
+
+    if not args.out and not is_text(meta):
         raise UserError("give an output file with --out (its extension picks the format)")
     samples = model.sample(args.n, length=args.length, max_length=args.max_length, prefix=prefix,
                            temperature=args.temperature, generator=generator)
+    if is_text(meta):  # text is printed; --out FILE.txt also writes it
+        print(format_samples(samples, meta))
+        if not args.out:
+            return 0
     paths = write_samples(samples, Path(args.out), meta)
     lengths = ", ".join(str(int(n)) for n in samples.lengths)
     print(f"sampled {args.n} sequence(s) of length {lengths}; wrote {', '.join(str(p) for p in paths)}")

@@ -174,7 +174,7 @@ class RNNNADE(RecurrentFrameModel):
         if not self.frame.order_agnostic:
             return super().loss(batch, generator=generator)
         self.validate_batch(batch)
-        x, params, length_head = self.readouts(batch)
+        x, params, length_head = self.training_readouts(batch, generator)  # scheduled sampling
         frame_loss = self.frame.loss(params[:, :-1], x, generator=generator)
         total = torch.where(batch.mask, frame_loss, torch.zeros_like(frame_loss)).sum()
         length = self._length_log_prob(batch, params, length_head).sum()

@@ -127,7 +127,7 @@ class RNNRBM(RecurrentFrameModel):
     def loss(self, batch: Batch, *, generator: torch.Generator | None = None) -> Tensor:
         """CD-k surrogate per frame (through the RNN), minus the length log-likelihood per frame."""
         self.validate_batch(batch)
-        x, params, length_head = self.readouts(batch)
+        x, params, length_head = self.training_readouts(batch, generator)  # scheduled sampling
         mask = batch.mask
         surrogate = self.frame.loss(params[:, :-1][mask], x[mask].to(params.dtype), generator=generator)
         total = surrogate.sum() - self._length_log_prob(batch, params, length_head).sum()

@@ -20,10 +20,10 @@ them in memory-bounded chunks):
     when ``G > 1``). :math:`\\mathcal{L}_1 \\le \\mathcal{L}_k \\le \\mathcal{L}_{k'} \\le \\log p(x)`
     for ``k | k'``; on a *fixed* set of draws the grouped estimates are ordered the same way
     (concavity of ``log``), which the tests check exactly.
-``is-K``  (kind ``estimate``)
-    :math:`\\log \\hat p(x) = \\log \\frac1K \\sum_k w_k` — numerically the IWAE-K value, but read
-    as an estimate of :math:`\\log p(x)`: :math:`\\hat p(x)` is unbiased for :math:`p(x)`, and the
-    log is consistent with a negative bias of order :math:`\\mathrm{Var}(w)/(2K\\,p(x)^2)`. Its
+``is-K``  (kind ``bound``, as everywhere in probseq: :mod:`probseq.likelihood`)
+    :math:`\\log \\hat p(x) = \\log \\frac1K \\sum_k w_k` — numerically the IWAE-K value:
+    :math:`\\hat p(x)` is unbiased for :math:`p(x)`, so its log is a stochastic lower bound
+    (Jensen), consistent, with a negative bias of order :math:`\\mathrm{Var}(w)/(2K\\,p(x)^2)`. Its
     standard error is the delta-method one (Owen 2013, *Monte Carlo theory, methods and examples*,
     §9.2),
 
@@ -48,7 +48,7 @@ import torch
 from torch import Tensor
 
 from probseq.errors import UserError
-from probseq.models.base import LogProb
+from probseq.likelihood import LogProb
 
 __all__ = [
     "LATENT_ESTIMATORS",
@@ -128,7 +128,8 @@ def iwae(log_weights: Tensor, k: int | None = None) -> LogProb:
 
 
 def importance_sampled(log_weights: Tensor, groups: int | None = None) -> LogProb:
-    """Importance-sampled estimate of ``log p(x)`` from ``(K, B)`` log weights; kind ``estimate``.
+    """The log of an importance-sampled estimate of ``p(x)`` from ``(K, B)`` log weights; kind ``bound``
+    (lower in expectation, by Jensen).
 
     The value is ``log mean_k w_k`` over all ``K`` draws. ``stderr`` is the delta-method standard
     error ``sd(w / mean w) / sqrt(K)`` (``groups=None``), or the standard error of the mean of the
@@ -149,7 +150,7 @@ def importance_sampled(log_weights: Tensor, groups: int | None = None) -> LogPro
             raise ValueError(f"groups={groups} must be a divisor (>= 2) of the number of samples K={total}")
         per_group = log_mean_exp(log_weights.reshape(groups, total // groups, -1), dim=1)
         stderr = _stderr_of_mean(per_group)
-    return LogProb(value, "estimate", f"is-{total}", stderr)
+    return LogProb(value, "bound", f"is-{total}", stderr)
 
 
 def estimate(log_weights: Tensor, estimator: str, *, elbo_terms: Tensor | None = None) -> LogProb:

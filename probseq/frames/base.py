@@ -14,10 +14,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-__all__ = ["FrameDistribution", "LIKELIHOOD_KINDS"]
+from probseq.likelihood import LIKELIHOOD_KINDS  # the one taxonomy, re-exported here
 
-#: What a log-likelihood number is (DESIGN.md, "Evaluation conventions").
-LIKELIHOOD_KINDS = ("exact", "bound", "estimate")
+__all__ = ["FrameDistribution", "LIKELIHOOD_KINDS"]
 
 
 class FrameDistribution(nn.Module):

@@ -37,8 +37,10 @@ batched RBM.
 (``2^min(D, H)`` terms; the Gaussian case enumerates the hiddens and integrates the visibles
 analytically:
 ``log Z = sum_i log(sqrt(2 pi) sigma_i) + logsumexp_h [c^T h + sum_i (b_i u_i / sigma_i + u_i^2 / 2)]``,
-``u = W h``); ``"ais"`` is annealed importance sampling (Salakhutdinov & Murray 2008), in
-:mod:`probseq.estimators.ais`, with a standard error.
+``u = W h``); ``"ais"`` is annealed importance sampling (Salakhutdinov & Murray 2008; the path from the RBM
+with ``W = 0`` is :mod:`probseq.frames.rbm_annealing`, the estimator :mod:`probseq.estimators.ais`),
+with a standard error. Its reverse, RAISE (Burda et al. 2015), estimates ``log P(v)`` directly
+and errs the other way (:func:`probseq.frames.rbm_annealing.rbm_raise_log_prob`).
 
 **Training** is contrastive divergence (Hinton 2002): :meth:`RBM.cd_loss` returns the surrogate
 ``F(v_data) - F(v_neg)`` with the negatives ``v_neg`` (``k`` Gibbs steps from the data, or from
@@ -118,11 +120,11 @@ class LogPartition:
 
 
 def binary_states(n: int, *, dtype: torch.dtype | None = None, start: int = 0,
-                  stop: int | None = None) -> Tensor:
+                  stop: int | None = None, device: torch.device | str | None = None) -> Tensor:
     """Binary vectors ``start..stop-1`` of ``{0,1}^n`` in counting order, shape ``(stop-start, n)``."""
     stop = 2 ** n if stop is None else stop
-    idx = torch.arange(start, stop)
-    bits = 2 ** torch.arange(n - 1, -1, -1)
+    idx = torch.arange(start, stop, device=device)
+    bits = 2 ** torch.arange(n - 1, -1, -1, device=device)
     return ((idx.unsqueeze(1) // bits) % 2).to(dtype or torch.get_default_dtype())
 
 
@@ -268,34 +270,43 @@ class RBM(nn.Module):
     @torch.no_grad()
     def gibbs(self, v: Tensor, steps: int, visible_bias: Tensor | None = None,
               hidden_bias: Tensor | None = None, *, temperature: float = 1.0,
-              generator: torch.Generator | None = None) -> Tensor:
+              generator: torch.Generator | None = None, mean_visible: bool = False) -> Tensor:
         """``steps`` rounds of block Gibbs sampling ``v -> h -> v`` started at ``v``; returns the last ``v``.
 
         All chains (the leading shape of ``v`` broadcast with the biases') run at once.
+        ``mean_visible``: every visible draw is replaced by its mean ``E[v | h]`` (the hiddens are
+        still sampled): the noise-free generation of Taylor et al. (2007) for Gaussian visibles,
+        whose per-frame noise would otherwise show as jitter.
         """
         vb, hb = self.biases(visible_bias, hidden_bias)
         for _ in range(int(steps)):
             h, _ = self.sample_hidden(v, hb, temperature=temperature, generator=generator)
-            v, _ = self.sample_visible(h, vb, temperature=temperature, generator=generator)
+            v, mean = self.sample_visible(h, vb, temperature=temperature, generator=generator)
+            if mean_visible:
+                v = mean
         return v
 
     @torch.no_grad()
     def sample(self, shape: tuple[int, ...] | torch.Size = (), *, steps: int = 100,
                visible_bias: Tensor | None = None, hidden_bias: Tensor | None = None,
-               temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+               temperature: float = 1.0, generator: torch.Generator | None = None,
+               mean_visible: bool = False) -> Tensor:
         """Approximate samples of ``P(v)``: ``steps`` Gibbs rounds (at least one visible draw).
 
         The chain starts at ``h ~ Bernoulli(sigmoid(c / T))``, the hiddens' law when ``W = 0``
         (for a conditional RBM the hidden bias carries what the context predicts), then draws
         ``v | h`` and runs ``steps - 1`` further rounds. Shape ``shape + batch + (D,)``, where
-        ``batch`` is the broadcast leading shape of the biases.
+        ``batch`` is the broadcast leading shape of the biases. ``mean_visible``: see :meth:`gibbs`.
         """
         vb, hb = self.biases(visible_bias, hidden_bias)
         batch = torch.broadcast_shapes(vb.shape[:-1], hb.shape[:-1])
         probs = torch.sigmoid(hb / temperature).expand(*shape, *batch, self.n_hidden)
         h = _bernoulli(probs.contiguous(), generator)
-        v, _ = self.sample_visible(h, vb, temperature=temperature, generator=generator)
-        return self.gibbs(v, max(int(steps) - 1, 0), vb, hb, temperature=temperature, generator=generator)
+        v, mean = self.sample_visible(h, vb, temperature=temperature, generator=generator)
+        if mean_visible:
+            v = mean
+        return self.gibbs(v, max(int(steps) - 1, 0), vb, hb, temperature=temperature, generator=generator,
+                          mean_visible=mean_visible)
 
     @torch.no_grad()
     def mean_field(self, visible_bias: Tensor | None = None, hidden_bias: Tensor | None = None, *,
@@ -474,18 +485,18 @@ class RBM(nn.Module):
 
         Args:
             method: ``"exact"`` (enumerate ``2^exact_units()`` states; at most 2^24) or ``"ais"``
-                (see :func:`probseq.estimators.ais.ais_log_partition` for the estimator and its
-                standard error).
+                (:func:`probseq.frames.rbm_annealing.rbm_ais_log_partition`: the estimator, its
+                path and its standard error).
             chains, steps, generator, base_visible_bias: AIS settings (ignored when exact).
         """
         vb, hb = self.biases(visible_bias, hidden_bias)
         if method == "exact":
             return LogPartition(self._exact_log_partition(vb, hb), None, "exact")
         if method == "ais":
-            from probseq.estimators.ais import ais_log_partition
+            from probseq.frames.rbm_annealing import rbm_ais_log_partition
 
-            return ais_log_partition(self, visible_bias=vb, hidden_bias=hb, chains=chains, steps=steps,
-                                     generator=generator, base_visible_bias=base_visible_bias)
+            return rbm_ais_log_partition(self, visible_bias=vb, hidden_bias=hb, chains=chains, steps=steps,
+                                         generator=generator, base_visible_bias=base_visible_bias)
         raise UserError(f"unknown log-partition method {method!r}; expected exact or ais")
 
     def log_prob(self, v: Tensor, *, method: str = "exact", log_z: LogPartition | None = None,
@@ -518,7 +529,8 @@ class RBM(nn.Module):
         pieces = []
         enumerate_hidden = self.gaussian or self.n_hidden <= self.n_visible
         for start in range(0, total, chunk):
-            states = binary_states(units, dtype=dtype, start=start, stop=min(total, start + chunk))
+            states = binary_states(units, dtype=dtype, start=start, stop=min(total, start + chunk),
+                                   device=self.weight.device)
             if enumerate_hidden:
                 u = states @ self.weight.t()                      # (C, D): W h
                 terms = hb @ states.t()                           # (..., C): c^T h
@@ -541,7 +553,7 @@ def expected_visible(rbm: RBM, visible_bias: Tensor | None, hidden_bias: Tensor 
     with ``seed`` on every call, hence deterministic; ``"mean-field"``: :meth:`RBM.mean_field`)."""
     if method == "gibbs":
         return rbm.gibbs_mean(visible_bias, hidden_bias, chains=chains, steps=steps,
-                              generator=torch.Generator().manual_seed(int(seed)))
+                              generator=torch.Generator(device=rbm.weight.device).manual_seed(int(seed)))
     if method == "mean-field":
         return rbm.mean_field(visible_bias, hidden_bias, steps=mean_field_steps)
     raise UserError(f"the prediction method must be one of {', '.join(MEAN_METHODS)}, got {method!r}")
@@ -612,6 +624,12 @@ class RBMFrame(FrameDistribution):
                              generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
         """``(log p(x | params), stderr)``, each of shape ``params.shape[:-1]`` (stderr ``None`` if exact)."""
         vb, hb = self.biases(params)
+        if method == "raise":
+            from probseq.frames.rbm_annealing import rbm_raise_log_prob
+
+            return rbm_raise_log_prob(self.rbm, x, visible_bias=vb, hidden_bias=hb,
+                                      chains=chains or self.ais_chains, steps=steps or self.ais_steps,
+                                      generator=generator)
         log_z = self.rbm.log_partition(method, visible_bias=vb, hidden_bias=hb,
                                        chains=chains or self.ais_chains, steps=steps or self.ais_steps,
                                        generator=generator)

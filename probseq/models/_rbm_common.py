@@ -3,7 +3,9 @@
 * choosing the likelihood estimator: ``exact`` (enumerating the smaller layer of every step's RBM)
   by default when that layer has at most ``exact_max_units`` units, otherwise ``ais``;
 * the per-sequence log-likelihood ``sum_t [-F_t(x_t) - log Z_t]`` over the real (unpadded) frames,
-  with the AIS standard error ``sqrt(sum_t se_t^2)`` (the steps' chains are independent);
+  with the AIS standard error ``sqrt(sum_t se_t^2)`` (the steps' chains are independent), or
+  ``sum_t log P_t(x_t)`` by RAISE per step (:mod:`probseq.estimators.reverse_annealing`: each
+  step's estimate is biased downward, so their sum is too; same standard error rule);
 * the validation score used for early stopping (a deterministic proxy: see
   :func:`prediction_loss`);
 * the data-dependent start of the thesis recipe (:func:`initialise_from_frames`).
@@ -16,8 +18,9 @@ from torch import Tensor
 
 from probseq.errors import UserError
 from probseq.frames.rbm import RBM
+from probseq.frames.rbm_annealing import rbm_raise_log_prob
 
-__all__ = ["resolve_estimator", "estimator_label", "sequence_log_prob", "prediction_loss",
+__all__ = ["resolve_estimator", "estimator_label", "likelihood_kind", "sequence_log_prob", "prediction_loss",
            "initialise_from_frames", "thesis_cd_steps"]
 
 
@@ -32,8 +35,15 @@ def resolve_estimator(model, estimator: str | None, exact_by_default: bool) -> s
 
 
 def estimator_label(method: str, chains: int, steps: int) -> str:
-    """``"exact"`` or ``"ais-<chains>x<steps>"`` (chains x intermediate distributions)."""
-    return "exact" if method == "exact" else f"ais-{chains}x{steps}"
+    """``"exact"``, ``"ais-<chains>x<steps>"`` or ``"raise-<chains>x<steps>"`` (chains x intermediate
+    distributions)."""
+    return "exact" if method == "exact" else f"{method}-{chains}x{steps}"
+
+
+def likelihood_kind(method: str) -> str:
+    """The :class:`~probseq.likelihood.LogProb` kind of a per-step method: ``exact`` or ``estimate``
+    (AIS biased upward, RAISE downward: the bias follows from the estimator's name)."""
+    return "exact" if method == "exact" else "estimate"
 
 
 def sequence_log_prob(rbm: RBM, x: Tensor, visible_bias: Tensor, hidden_bias: Tensor, mask: Tensor, *,
@@ -51,15 +61,20 @@ def sequence_log_prob(rbm: RBM, x: Tensor, visible_bias: Tensor, hidden_bias: Te
     vb = visible_bias[mask] if visible_bias.dim() > 1 else visible_bias
     hb = hidden_bias[mask] if hidden_bias.dim() > 1 else hidden_bias
     frames = x[mask].to(rbm.weight.dtype)
-    if method == "ais" and chains < 2:
-        raise UserError(f"AIS needs at least 2 chains (--samples), got {chains}")
-    log_z = rbm.log_partition(method, visible_bias=vb, hidden_bias=hb, chains=chains, steps=steps,
-                              generator=generator)
-    per_frame = -rbm.free_energy(frames, vb, hb) - log_z.value.expand(frames.shape[0])
-    values = torch.zeros(mask.shape, dtype=per_frame.dtype).masked_scatter(mask, per_frame).sum(1)
-    if log_z.stderr is None:
+    if method in ("ais", "raise") and chains < 2:
+        raise UserError(f"{method.upper()} needs at least 2 chains (--samples), got {chains}")
+    if method == "raise":
+        per_frame, stderr = rbm_raise_log_prob(rbm, frames, visible_bias=vb, hidden_bias=hb, chains=chains,
+                                               steps=steps, generator=generator)
+    else:
+        log_z = rbm.log_partition(method, visible_bias=vb, hidden_bias=hb, chains=chains, steps=steps,
+                                  generator=generator)
+        per_frame = -rbm.free_energy(frames, vb, hb) - log_z.value.expand(frames.shape[0])
+        stderr = None if log_z.stderr is None else log_z.stderr.expand(frames.shape[0])
+    values = per_frame.new_zeros(mask.shape).masked_scatter(mask, per_frame).sum(1)
+    if stderr is None:
         return values, None
-    var = torch.zeros(mask.shape, dtype=per_frame.dtype).masked_scatter(mask, log_z.stderr ** 2)
+    var = per_frame.new_zeros(mask.shape).masked_scatter(mask, stderr ** 2)
     return values, var.sum(1).sqrt()
 
 
@@ -99,9 +114,10 @@ def initialise_from_frames(rbm: RBM, frames: Tensor, config: dict) -> Tensor:
             p = mean.clamp(1e-3, 1 - 1e-3)
             rbm.visible_bias.copy_(torch.log(p) - torch.log1p(-p))
     if steps > 0:
-        generator = torch.Generator().manual_seed(int(torch.randint(2 ** 31, ())))
+        generator = torch.Generator(device=frames.device).manual_seed(int(torch.randint(2 ** 31, ())))
         for _ in range(steps):
-            idx = torch.randint(frames.shape[0], (min(100, frames.shape[0]),), generator=generator)
+            idx = torch.randint(frames.shape[0], (min(100, frames.shape[0]),), generator=generator,
+                                device=frames.device)
             rbm.cd_step(frames[idx], lr=float(config["pretrain_lr"]), k=int(config["pretrain_cd"]),
                         momentum=0.9, generator=generator)
         rbm.__dict__.pop("_velocity", None)

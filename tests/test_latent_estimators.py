@@ -38,7 +38,7 @@ def test_hand_computed_values():
     torch.testing.assert_close(pairs.values[0], torch.tensor((math.log(2) + math.log(6)) / 2, dtype=F64))
     torch.testing.assert_close(pairs.stderr[0], torch.tensor((math.log(6) - math.log(2)) / 2, dtype=F64))
     is_ = latent.importance_sampled(log_w)
-    assert is_.kind == "estimate" and is_.estimator == "is-4"
+    assert is_.kind == "bound" and is_.bias == "lower" and is_.estimator == "is-4"
     torch.testing.assert_close(is_.values, full.values)
     # delta method: sd(w / mean w) / sqrt(K) = sd([1,3,5,7]/4) / 2
     expect = torch.tensor([1.0, 3.0, 5.0, 7.0], dtype=F64).div(4).std() / 2
@@ -103,7 +103,7 @@ def test_estimate_dispatch_and_chunked_collection():
     terms = log_w - 1.0
     torch.testing.assert_close(latent.estimate(log_w, "elbo", elbo_terms=terms).values, terms.mean(0))
     assert latent.estimate(log_w, "iwae").estimator == "iwae-10"
-    assert latent.estimate(log_w, "is").kind == "estimate"
+    assert latent.estimate(log_w, "is").kind == "bound"
 
 
 # ---------------------------------------------------------------------------- lognormal weights

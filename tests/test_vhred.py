@@ -423,12 +423,12 @@ def test_iwae_tightens_toward_the_exact_log_likelihood(latent_case):
 
 
 def test_importance_sampled_estimate_is_labelled_with_its_stderr(latent_case):
-    """``is``: the IWAE number read as an estimate of log p; the stderr combines the turns."""
+    """``is``: the IWAE number, a bound like every ``is`` in probseq, with a stderr combining the turns."""
     model, batch, quad = latent_case
     est = model.log_prob(batch, estimator="is", samples=200, generator=torch.Generator().manual_seed(4)).detach()
     bound = model.log_prob(batch, estimator="iwae", samples=200,
                            generator=torch.Generator().manual_seed(4)).detach()
-    assert (est.kind, est.estimator, bound.kind, bound.estimator) == ("estimate", "is-200", "bound", "iwae-200")
+    assert (est.kind, est.estimator, bound.kind, bound.estimator) == ("bound", "is-200", "bound", "iwae-200")
     torch.testing.assert_close(est.values, bound.values)
     assert est.stderr is not None and float(est.stderr) > 0
     assert float(est.values) < float(quad.log_p.sum()) + 4 * float(est.stderr)

@@ -60,9 +60,20 @@ class LengthModel(nn.Module):
 
     def log_prob(self, lengths: Tensor, stop_logits: Tensor | None) -> Tensor:
         """``log P(T = lengths)``; ``stop_logits[b, t-1]`` is ``a_t`` for ``t = 1..T_max``."""
+        return self.log_prob_window(lengths, stop_logits, 0)
+
+    def log_prob_window(self, lengths: Tensor, stop_logits: Tensor | None, start: int) -> Tensor:
+        """The share of ``log P(T = lengths)`` of the steps ``t = start + 1 .. start + W``.
+
+        ``stop_logits[b, j]`` is ``a_t`` for ``t = start + 1 + j``. For the halting form each step
+        contributes ``log sigma(-a_t)`` before the end and ``log sigma(a_T)`` at it, so the shares
+        of windows that partition ``1..T`` sum to :meth:`log_prob` (time-chunked scoring,
+        :mod:`probseq.data.window`); a length model without per-step terms (``explicit``) counts
+        its whole term in the window with ``start == 0``, so it enters exactly once.
+        """
         if stop_logits is None:
             raise ValueError("this length model needs stop logits")
-        steps = torch.arange(1, stop_logits.shape[1] + 1, device=lengths.device)
+        steps = torch.arange(start + 1, start + stop_logits.shape[1] + 1, device=lengths.device)
         go_on = (steps.unsqueeze(0) < lengths.unsqueeze(1)).to(stop_logits.dtype)
         at_end = (steps.unsqueeze(0) == lengths.unsqueeze(1))
         continue_terms = (F.logsigmoid(-stop_logits) * go_on).sum(1)
@@ -84,6 +95,9 @@ class NoLength(LengthModel):
 
     def log_prob(self, lengths, stop_logits=None):
         return torch.zeros(lengths.shape, dtype=torch.get_default_dtype(), device=lengths.device)
+
+    def log_prob_window(self, lengths, stop_logits, start):
+        return self.log_prob(lengths)
 
 
 class Halting(LengthModel):
@@ -129,6 +143,12 @@ class ExplicitLength(LengthModel):
                 f"max_length={self.max_length}"
             )
         return torch.log_softmax(self.logits, 0)[lengths - 1]
+
+    def log_prob_window(self, lengths, stop_logits, start):
+        """``log P(tau = T)`` in the first window (``start == 0``), zero in the others."""
+        if start == 0:
+            return self.log_prob(lengths)
+        return torch.zeros(lengths.shape, dtype=self.logits.dtype, device=lengths.device)
 
     def sample_target_length(self, n, *, min_length=1, max_length=None, generator=None):
         logits = self.logits.detach().clone()

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from probseq.evaluate.chunking import DEFAULT_FRAME_BUDGET, score_batches
+
 __all__ = ["SplitScores", "score_split"]
 
 
@@ -51,38 +53,43 @@ class SplitScores:
 
 
 def score_split(model, examples: list[Any], *, estimator: str | None = None, samples: int | None = None,
-                batch_size: int = 64, generator: torch.Generator | None = None,
-                progress: bool = False) -> SplitScores:
-    """Score every example with ``model.log_prob``; fails loudly on a NaN (never drops it).
+                batch_size: int = 64, frame_budget: int | None = DEFAULT_FRAME_BUDGET,
+                generator: torch.Generator | None = None, progress: bool = False) -> SplitScores:
+    """Score every example with the model's likelihood; fails loudly on a NaN (never drops it).
+
+    Memory is bounded by ``frame_budget`` frames per model call (sequences x time steps): models
+    with time windows carry their state across windows of long sequences, the others get batches of
+    whole sequences packed to the budget (:mod:`probseq.evaluate.chunking`); ``batch_size`` caps the
+    sequences per call and ``frame_budget=None`` scores ``batch_size`` whole sequences at a time.
+    The per-sequence results are in the order of ``examples`` whatever the batching.
 
     ``progress``: a tqdm bar over the minibatches (on stderr), for estimators that take minutes.
     """
     generator = generator or torch.Generator().manual_seed(0)
-    nll, frames, errs = [], [], []
+    n = len(examples)
+    nll, frames = np.full(n, np.nan), np.zeros(n)
+    errs: np.ndarray | None = np.zeros(n)
     kind = name = None
     model.eval()
-    starts = range(0, len(examples), batch_size)
-    with torch.no_grad():
-        for start in tqdm(starts, desc=f"score {model.name}", unit="batch", leave=False,
-                          disable=not progress or len(starts) < 2):
-            batch = model.collate(examples[start:start + batch_size])
-            result = model.log_prob(batch, estimator=estimator, samples=samples, generator=generator)
-            values = result.values.double()
-            if not torch.isfinite(values).all():
-                bad = [start + i for i in torch.nonzero(~torch.isfinite(values)).flatten().tolist()]
-                raise FloatingPointError(
-                    f"log-likelihood is not finite for sequence(s) {bad[:5]} of the split"
-                )
-            nll.append(-values.numpy())
-            frames.append(_frames_per_example(batch))
-            errs.append(None if result.stderr is None else result.stderr.double().numpy())
-            kind, name = result.kind, result.estimator
-    stderr = None if any(e is None for e in errs) else np.concatenate(errs)
-    return SplitScores(np.concatenate(nll), np.concatenate(frames), stderr, kind, name)
 
+    def bar(plan):
+        return tqdm(plan, desc=f"score {model.name}", unit="batch", leave=False,
+                    disable=not progress or len(plan) < 2)
 
-def _frames_per_example(batch) -> np.ndarray:
-    lengths = getattr(batch, "frames_per_example", None)
-    if lengths is None:
-        lengths = batch.lengths
-    return torch.as_tensor(lengths).double().numpy()
+    for scores in score_batches(model, examples, estimator=estimator, samples=samples,
+                                batch_size=batch_size, frame_budget=frame_budget, generator=generator,
+                                wrap=bar):
+        values = scores.values
+        if not torch.isfinite(values).all():
+            bad = sorted(scores.indices[i] for i in torch.nonzero(~torch.isfinite(values)).flatten().tolist())
+            raise FloatingPointError(
+                f"log-likelihood is not finite for sequence(s) {bad[:5]} of the split"
+            )
+        nll[scores.indices] = -values.numpy()
+        frames[scores.indices] = scores.frames
+        if scores.stderr is None:
+            errs = None
+        elif errs is not None:
+            errs[scores.indices] = scores.stderr.numpy()
+        kind, name = scores.kind, scores.estimator
+    return SplitScores(nll, frames, errs, kind, name)

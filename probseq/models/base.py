@@ -130,6 +130,31 @@ class SequenceModel(nn.Module):
             )
         return estimator
 
+    # ------------------------------------------------------------------ chunked likelihood
+    #: whether :meth:`log_prob_window` is implemented; the scorer then bounds memory by cutting long
+    #: batches into time windows (:mod:`probseq.evaluate.chunking`), otherwise only by packing
+    #: whole sequences into batches of at most a frame budget
+    supports_time_windows: ClassVar[bool] = False
+    #: whether :meth:`validation_loss` is the exact pooled NLL per frame, ``-sum log p / sum T``;
+    #: the trainer then validates with the frame-bounded (time-windowed) scorer
+    validation_is_nll: ClassVar[bool] = False
+
+    def window_state(self, batch: Batch) -> Any:
+        """The state before the first frame of every sequence of ``batch``, for :meth:`log_prob_window`."""
+        raise NotImplementedError
+
+    def log_prob_window(self, window: Any, state: Any, *, estimator: str | None = None,
+                        samples: int | None = None, generator: torch.Generator | None = None
+                        ) -> tuple[LogProb, Any]:
+        """The log-likelihood of the frames of a :class:`~probseq.data.window.TimeWindow` given the
+        state after the frames before it, and the state after the window.
+
+        ``state`` may hold more sequences than the window (those that ended earlier come last);
+        the window's are its first ``window.batch_size``. Summed over consecutive windows (starting
+        from :meth:`window_state`), the values equal :meth:`log_prob`'s, length term included once.
+        """
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ training hooks
     def prepare(self, dataset: Any) -> None:
         """Called once by ``probseq fit`` before training, with the :class:`~probseq.data.registry.Dataset`.

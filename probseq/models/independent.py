@@ -70,6 +70,27 @@ class IIDFrameModel(SequenceModel):
         total = torch.where(batch.mask, lp, torch.zeros_like(lp)).sum(1)
         return LogProb(total + self._length_term(batch), "exact", estimator)
 
+    # the time-window hooks (probseq.data.window): frames are independent, so there is no state
+    supports_time_windows: ClassVar[bool] = True
+
+    def window_state(self, batch: Batch) -> None:
+        return None
+
+    def log_prob_window(self, window, state, *, estimator=None, samples=None, generator=None):
+        """The window's frame terms plus its share of the length term; no state to carry."""
+        estimator = self.check_estimator(estimator)
+        frames = window.frames
+        self.validate_batch(frames)
+        x = frames.padded_with_zeros()
+        lp = self.frame.log_prob(self._params(x), x)
+        total = torch.where(frames.mask, lp, torch.zeros_like(lp)).sum(1)
+        stop = None
+        if self.length_model.head_dim:
+            n, width = x.shape[:2]
+            stop = self.length_model.stop_logits(self.length_head.expand(n, width, -1),
+                                                 self.frame_params.expand(n, width, -1))
+        return LogProb(total + window.length_log_prob(self.length_model, stop), "exact", estimator), None
+
     def predict_next(self, batch: Batch) -> Tensor:
         """The frame distribution's mean, the same for every step."""
         self.validate_batch(batch)
@@ -100,6 +121,7 @@ class IndependentFrames(IIDFrameModel):
     """Frames i.i.d. from one factorial distribution; exact likelihood."""
 
     name = "independent"
+    validation_is_nll = True
     training_defaults: ClassVar[dict[str, Any]] = {"lr": 0.05}
     contract_example = {"spec": DataSpec("binary", 4), "hyper": {"length": "halting"}}
 

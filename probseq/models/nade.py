@@ -91,6 +91,7 @@ class StaticNADE(IIDFrameModel):
 
     name = "nade"
     data_kinds = ("binary",)
+    validation_is_nll = True
     hyperparameters: ClassVar[dict[str, Any]] = {**_NADE_HYPER, "length": "none", "max_length": 1000}
     training_defaults: ClassVar[dict[str, Any]] = {"lr": 3e-3, "batch_size": 32}
     contract_example = {"spec": DataSpec("binary", 4), "hyper": {"nade_hidden": 3, "length": "halting"}}
@@ -130,6 +131,7 @@ class RNNNADE(RecurrentFrameModel):
 
     name = "rnn-nade"
     data_kinds = ("binary",)
+    validation_is_nll = True
     hyperparameters: ClassVar[dict[str, Any]] = {
         **RecurrentFrameModel.hyperparameters, **_NADE_HYPER, "cell": "gru", "hidden": 200,
         "input_dropout": 0.0,    # training only: drop each note the RNN reads (never a scored one)
@@ -161,6 +163,15 @@ class RNNNADE(RecurrentFrameModel):
         keep = torch.rand(batch.values.shape) >= p
         _, params, head = super().readouts(Batch(batch.values * keep, batch.lengths))
         return batch.padded_with_zeros(), params, head
+
+    def backbone_frames(self, frames: Batch) -> Batch:
+        """In training mode with ``input_dropout > 0`` (time-windowed training), the frames with
+        each note zeroed with that probability; the scored frames stay intact."""
+        p = float(self.config["input_dropout"])
+        if not (self.training and p > 0):
+            return frames
+        keep = torch.rand(frames.values.shape, device=frames.values.device) >= p
+        return Batch(frames.values * keep, frames.lengths)
 
     def prepare(self, dataset: Any) -> None:
         """Start the readout's visible-bias part at the logits of the training marginals."""

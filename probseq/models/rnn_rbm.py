@@ -123,6 +123,17 @@ class RNNRBM(RecurrentFrameModel):
     def _check_frames(self, batch: Batch) -> None:
         self.frame.validate(batch.values[batch.mask])
 
+    def log_prob_window(self, window, state, *, estimator=None, samples=None, generator=None):
+        """One time window (:mod:`probseq.data.window`), labelled as :meth:`log_prob`. Every frame's
+        ``log Z_t`` has its own chains, so windowing leaves the AIS / RAISE estimator unchanged."""
+        method = self.check_estimator(estimator)
+        self._check_frames(window.frames)
+        result, state = super().log_prob_window(window, state, estimator=method, samples=samples,
+                                                generator=generator)
+        label = estimator_label(method, int(samples or self.frame.ais_chains), int(self.frame.ais_steps))
+        return LogProb(result.values, "exact" if method == "exact" else "estimate", label,
+                       result.stderr), state
+
     # ---------------------------------------------------------------- training
     def loss(self, batch: Batch, *, generator: torch.Generator | None = None) -> Tensor:
         """CD-k surrogate per frame (through the RNN), minus the length log-likelihood per frame."""

@@ -152,7 +152,7 @@ class ExplicitLength(LengthModel):
 
     def sample_target_length(self, n, *, min_length=1, max_length=None, generator=None):
         logits = self.logits.detach().clone()
-        steps = torch.arange(1, self.max_length + 1)
+        steps = torch.arange(1, self.max_length + 1, device=logits.device)
         allowed = steps >= min_length
         if max_length is not None:
             allowed &= steps <= max_length

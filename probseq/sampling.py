@@ -11,7 +11,8 @@
     until every sequence stopped, reached its length, or reached max_length
 
 The loop is batched over the ``n`` sequences (a stopped sequence keeps being stepped, its frames
-discarded), and reproducible: every random draw goes through ``generator``.
+discarded), and reproducible: every random draw goes through ``generator``, which must live on the
+model's device (:func:`probseq.device.generator_for`); the loop's own tensors are made there too.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor
 
 from probseq.data.batch import Batch
+from probseq.device import model_device
 from probseq.errors import UserError
 
 __all__ = ["sample_sequences", "DEFAULT_MAX_LENGTH"]
@@ -28,8 +30,9 @@ __all__ = ["sample_sequences", "DEFAULT_MAX_LENGTH"]
 DEFAULT_MAX_LENGTH = 1000
 
 
-def _prefix_tensor(prefix: Batch | Tensor, n: int) -> Tensor:
-    values = prefix.values if isinstance(prefix, Batch) else torch.as_tensor(prefix)
+def _prefix_tensor(prefix: Batch | Tensor, n: int, device: torch.device) -> Tensor:
+    values = prefix.values if isinstance(prefix, Batch) else prefix
+    values = torch.as_tensor(values, device=device)
     if isinstance(prefix, Batch) and not bool((prefix.lengths == prefix.max_length).all()):
         raise UserError("all prefix sequences must have the same length")
     if values.shape[0] == 1 and n > 1:
@@ -62,7 +65,8 @@ def sample_sequences(model, n: int, *, length: int | None = None, max_length: in
     if temperature <= 0:
         raise UserError(f"temperature must be positive, got {temperature}")
     lm = model.length_model
-    prefix_values = None if prefix is None else _prefix_tensor(prefix, n)
+    device = model_device(model)
+    prefix_values = None if prefix is None else _prefix_tensor(prefix, n, device)
     prefix_len = 0 if prefix_values is None else prefix_values.shape[1]
     if length is None and not lm.models_length:
         raise UserError(f"model {model.name!r} does not model length; give a length to sample")
@@ -74,7 +78,7 @@ def sample_sequences(model, n: int, *, length: int | None = None, max_length: in
 
     target = None
     if length is not None:
-        target = torch.full((n,), length, dtype=torch.long)
+        target = torch.full((n,), length, dtype=torch.long, device=device)
     else:
         target = lm.sample_target_length(n, min_length=prefix_len + 1, max_length=cap, generator=generator)
 
@@ -87,8 +91,8 @@ def sample_sequences(model, n: int, *, length: int | None = None, max_length: in
             for x_t in prefix_values.unbind(1):
                 frames.append(x_t)
                 state = model.advance(state, x_t)
-        lengths = torch.full((n,), prefix_len, dtype=torch.long)
-        alive = torch.ones(n, dtype=torch.bool)
+        lengths = torch.full((n,), prefix_len, dtype=torch.long, device=device)
+        alive = torch.ones(n, dtype=torch.bool, device=device)
         for t in range(prefix_len + 1, cap + 1):
             x_t, state = model.draw_frame(state, temperature=temperature, generator=generator)
             frames.append(x_t)

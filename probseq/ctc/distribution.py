@@ -223,7 +223,7 @@ class CTC:
         width = max(1, max(len(h) for h in flat))
         labels = torch.full((len(flat), width), PAD, dtype=torch.long, device=lp.device)
         for i, h in enumerate(flat):
-            labels[i, : len(h)] = torch.tensor(h, dtype=torch.long)
+            labels[i, : len(h)] = torch.tensor(h, dtype=torch.long, device=lp.device)
         label_lengths = torch.tensor([len(h) for h in flat], dtype=torch.long, device=lp.device)
         index = torch.tensor(owners, dtype=torch.long, device=lp.device)
         input_lengths = lengths[index]

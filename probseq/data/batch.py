@@ -103,7 +103,7 @@ class Batch:
     def padded_with_zeros(self) -> Tensor:
         """``values`` with every padding entry set to zero (NaN-safe: uses ``where``, not a product)."""
         mask = self.mask.reshape(self.mask.shape + (1,) * (self.values.dim() - 2))
-        return torch.where(mask, self.values, torch.zeros((), dtype=self.values.dtype))
+        return torch.where(mask, self.values, self.values.new_zeros(()))
 
     def sequences(self) -> list[Tensor]:
         """The unpadded sequences, a list of ``(T_i, *event_shape)`` tensors."""

@@ -259,7 +259,7 @@ class NADE(nn.Module):
 
     def random_orderings(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
         """``(n, D)`` independent uniformly random permutations (argsort of uniform noise)."""
-        return torch.rand(n, self.n_visible, generator=generator).argsort(-1)
+        return torch.rand(n, self.n_visible, generator=generator, device=self.weight.device).argsort(-1)
 
     def _biases(self, visible_bias: Tensor | None, hidden_bias: Tensor | None) -> tuple[Tensor, Tensor]:
         b = self.visible_bias if visible_bias is None else visible_bias
@@ -279,7 +279,8 @@ class NADE(nn.Module):
         ``(N, D)`` and ``Wp``/``Vp`` are ``(D, H)`` or ``(N, D, H)`` accordingly.
         """
         b, c = self._biases(visible_bias, hidden_bias)
-        o = self.ordering if ordering is None else self.check_ordering(torch.as_tensor(ordering))
+        o = (self.ordering if ordering is None
+             else self.check_ordering(torch.as_tensor(ordering, device=self.weight.device)))
         shapes = [tuple(batch_shape), b.shape[:-1], c.shape[:-1], o.shape[:-1]]
         if x is not None:
             if x.shape[-1:] != (self.n_visible,):
@@ -368,7 +369,7 @@ class NADE(nn.Module):
                           hidden_bias: Tensor | None = None) -> Tensor:
         """Exact log-likelihood of the mixture of ``K`` orderings ``(K, D)``:
         ``logsumexp_k log p(x | o_k) - log K``, shape the batch shape of ``x`` and the biases."""
-        orderings = self.check_ordering(torch.as_tensor(orderings))
+        orderings = self.check_ordering(torch.as_tensor(orderings, device=self.weight.device))
         if orderings.dim() != 2:
             raise UserError(f"orderings for an ensemble must have shape (K, {self.n_visible})")
         per = torch.stack([self.log_prob(x, visible_bias=visible_bias, hidden_bias=hidden_bias,
@@ -406,7 +407,7 @@ class NADE(nn.Module):
                                                    tuple(sample_shape) + tuple(inner))
         N, D = bp.shape
         a = c.clone()
-        xp = torch.empty(N, D, dtype=bp.dtype)
+        xp = torch.empty(N, D, dtype=bp.dtype, device=bp.device)
         for k in range(D):
             Wk = Wp[k] if Wp.dim() == 2 else Wp[:, k]
             Vk = Vp[k] if Vp.dim() == 2 else Vp[:, k]
@@ -475,14 +476,14 @@ class NADEFrame(FrameDistribution):
         if K == 1:
             ordering = self.orderings[0]
         else:
-            pick = torch.randint(K, params.shape[:-1], generator=generator)
+            pick = torch.randint(K, params.shape[:-1], generator=generator, device=params.device)
             ordering = self.orderings[pick]
         return self.nade.sample(visible_bias=b.detach(), hidden_bias=c.detach(), ordering=ordering,
                                 temperature=temperature, generator=generator)
 
     @torch.no_grad()
     def mean(self, params):
-        gen = torch.Generator().manual_seed(0)
+        gen = torch.Generator(device=params.device).manual_seed(0)
         draws = [self.sample(params, generator=gen) for _ in range(self.mean_samples)]
         return torch.stack(draws, 0).mean(0)
 

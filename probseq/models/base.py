@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from probseq.data.batch import Batch
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
+from probseq.device import model_device
 from probseq.frames.base import LIKELIHOOD_KINDS
 from probseq.lengths import LengthModel, NoLength
 
@@ -167,11 +168,12 @@ class SequenceModel(nn.Module):
         """Turn a list of dataset examples into what :meth:`log_prob` and :meth:`loss` take.
 
         By default examples are ``(T_i, ...)`` tensors padded into a :class:`Batch`; conditional
-        models (CTC: audio plus labels) return their own batch type, which must have ``n_frames``
-        and ``batch_size``.
+        models (CTC: audio plus labels) return their own batch type, which must have ``n_frames``,
+        ``batch_size`` and ``to(device)``. This is the boundary where data meets the model: the batch
+        is returned on the device of the model's parameters.
         """
         dtype = torch.long if self.spec.kind == "categorical" else torch.get_default_dtype()
-        return Batch.from_sequences(examples, dtype=dtype)
+        return Batch.from_sequences(examples, dtype=dtype).to(model_device(self))
 
     def on_train_step(self, step: int, total_steps: int) -> None:
         """Called by the trainer before each optimisation step (KL annealing, CD-k schedules, ...)."""

@@ -34,6 +34,7 @@ from probseq.ctc import CTC, ctc_loss
 from probseq.ctc.decode import edit_distance
 from probseq.ctc.features import log_mel, mfcc, read_wav, resample
 from probseq.data.spec import DataSpec
+from probseq.device import model_device
 from probseq.errors import UserError
 from probseq.models.base import LogProb, SequenceModel
 from probseq.models.registry import register_model
@@ -73,6 +74,10 @@ class SpeechBatch:
     @property
     def frames_per_example(self) -> Tensor:
         return self.label_lengths
+
+    def to(self, device: torch.device | str) -> "SpeechBatch":
+        return SpeechBatch(self.features.to(device), self.feature_lengths.to(device),
+                           self.labels.to(device), self.label_lengths.to(device))
 
 
 def _speech_example(example: Any) -> tuple[np.ndarray, Tensor]:
@@ -154,7 +159,7 @@ class CTCRecognizer(SequenceModel):
             if len(l) and (int(l.min()) < 0 or int(l.max()) >= self.spec.dim):
                 raise UserError(f"labels must lie in [0, {self.spec.dim - 1}], got {l.tolist()}")
             padded[i, : len(l)] = l.long() + 1
-        return SpeechBatch(features, lengths, padded, label_lengths)
+        return SpeechBatch(features, lengths, padded, label_lengths).to(model_device(self))
 
     def validate_examples(self, examples: list[Any], where: str = "the data") -> None:
         """Every example must be audio (a non-empty finite 1-D signal) with labels in ``[0, K)``."""
@@ -187,11 +192,11 @@ class CTCRecognizer(SequenceModel):
     # ------------------------------------------------------------------ encoder
     def encode(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Per-frame log-probabilities ``(B, T', C)`` and output lengths ``(B,)``."""
-        steps = torch.arange(features.shape[1])
+        steps = torch.arange(features.shape[1], device=features.device)
         mask = (steps.unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(1)            # (B, 1, T)
         x = ((features - self.feature_mean) / self.feature_std).transpose(1, 2)     # (B, F, T)
-        x = torch.where(mask, x, torch.zeros(()))
-        x = torch.where(mask, torch.relu(self.conv1(x)), torch.zeros(()))
+        x = torch.where(mask, x, x.new_zeros(()))
+        x = torch.where(mask, torch.relu(self.conv1(x)), x.new_zeros(()))
         x = torch.relu(self.conv2(x))
         stride = int(self.config["stride"])
         out_lengths = (lengths - 1) // stride + 1

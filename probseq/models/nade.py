@@ -160,7 +160,7 @@ class RNNNADE(RecurrentFrameModel):
         p = float(self.config["input_dropout"])
         if not (self.training and p > 0):
             return super().readouts(batch)
-        keep = torch.rand(batch.values.shape) >= p
+        keep = torch.rand(batch.values.shape, device=batch.values.device) >= p
         _, params, head = super().readouts(Batch(batch.values * keep, batch.lengths))
         return batch.padded_with_zeros(), params, head
 

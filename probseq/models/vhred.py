@@ -83,6 +83,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from probseq.data.spec import DataSpec
+from probseq.device import generator_for, model_device
 from probseq.errors import UserError
 from probseq.estimators import latent as latent_estimators
 from probseq.models.base import LogProb, SequenceModel
@@ -260,7 +261,7 @@ class HRED(SequenceModel):
                                     "to re-encode it")
                 ex = [torch.tensor(vocab.encode(t, max_words=ex.max_turn_length)) for t in ex.text]
             dialogues.append(ex)
-        return DialogueBatch.from_dialogues(dialogues)
+        return DialogueBatch.from_dialogues(dialogues).to(model_device(self))
 
     def validate_examples(self, examples: list[Any], where: str = "the data") -> None:
         """Check every dialogue once: non-empty turns of ids in ``[1, V)``, ``<eot>`` exactly at the end.
@@ -311,7 +312,7 @@ class HRED(SequenceModel):
                             f"{int(real.min())}..{int(real.max())}")
         if bool((real == PAD_ID).any()):
             raise UserError("a dialogue contains <pad> (id 0) inside a turn")
-        last = (torch.arange(batch.tokens.shape[2]).view(1, 1, -1)
+        last = (torch.arange(batch.tokens.shape[2], device=batch.tokens.device).view(1, 1, -1)
                 == (batch.turn_lengths - 1).unsqueeze(-1)) & mask
         is_eot = batch.tokens == EOT_ID
         if bool((last & ~is_eot).any()):
@@ -348,10 +349,11 @@ class HRED(SequenceModel):
         """``c_N`` after reading ``turns`` (a list of id tensors, each ending with <eot>), shape ``(Hc,)``."""
         h = self.context0.view(1, 1, -1)
         if len(turns):
-            lengths = torch.tensor([len(t) for t in turns])
-            padded = torch.full((len(turns), int(lengths.max())), PAD_ID, dtype=torch.long)
+            device = self.context0.device
+            lengths = torch.tensor([len(t) for t in turns], device=device)
+            padded = torch.full((len(turns), int(lengths.max())), PAD_ID, dtype=torch.long, device=device)
             for i, t in enumerate(turns):
-                padded[i, : len(t)] = torch.as_tensor(t)
+                padded[i, : len(t)] = torch.as_tensor(t, device=device)
             enc = self._encode_turns(padded, lengths)
             _, h = self.context_rnn(enc.unsqueeze(0), h)
         return h[0, 0]
@@ -362,7 +364,7 @@ class HRED(SequenceModel):
         """Inputs ``[<eot>, w_1, ..., w_{M-1}]``; words become <unk> with probability ``word_dropout``."""
         inputs = torch.cat([torch.full_like(turns[:, :1], EOT_ID), turns[:, :-1]], 1)
         if word_dropout > 0:
-            drop = torch.rand(inputs.shape, generator=generator) < word_dropout
+            drop = torch.rand(inputs.shape, generator=generator, device=inputs.device) < word_dropout
             drop[:, 0] = False
             inputs = torch.where(drop, torch.full_like(inputs, UNK_ID), inputs)
         return inputs
@@ -381,7 +383,8 @@ class HRED(SequenceModel):
         out, _ = self.decoder(pack_padded_sequence(x, lengths.cpu(), batch_first=True), h0)
         targets = pack_padded_sequence(turns[:, :steps], lengths.cpu(), batch_first=True).data
         owner = pack_padded_sequence(
-            torch.arange(len(order)).unsqueeze(1).expand(-1, steps), lengths.cpu(), batch_first=True).data
+            torch.arange(len(order), device=turns.device).unsqueeze(1).expand(-1, steps), lengths.cpu(),
+            batch_first=True).data
         token_lp = -F.cross_entropy(self.readout(out.data), targets - 1, reduction="none")
         sorted_lp = token_lp.new_zeros(len(order)).index_add(0, owner, token_lp)
         return sorted_lp.new_zeros(len(order)).index_copy(0, order, sorted_lp)
@@ -426,7 +429,7 @@ class HRED(SequenceModel):
 
     def validation_loss(self, batch: DialogueBatch) -> float:
         with torch.no_grad():
-            values = self.log_prob(batch, generator=torch.Generator().manual_seed(0)).values
+            values = self.log_prob(batch, generator=generator_for(self, 0)).values
         return float(-values.sum() / batch.n_frames)
 
     # ---------------------------------------------------------------- generation
@@ -448,11 +451,11 @@ class HRED(SequenceModel):
         """
         rows = cond.shape[0]
         hidden = self._decoder_state(cond)
-        prev = torch.full((rows,), EOT_ID, dtype=torch.long)
-        out = torch.full((rows, max_length), PAD_ID, dtype=torch.long)
-        lengths = torch.zeros(rows, dtype=torch.long)
+        prev = torch.full((rows,), EOT_ID, dtype=torch.long, device=cond.device)
+        out = torch.full((rows, max_length), PAD_ID, dtype=torch.long, device=cond.device)
+        lengths = torch.zeros(rows, dtype=torch.long, device=cond.device)
         log_p = cond.new_zeros(rows)
-        alive = torch.ones(rows, dtype=torch.bool)
+        alive = torch.ones(rows, dtype=torch.bool, device=cond.device)
         for t in range(max_length):
             lp, hidden = self._step(prev, hidden, cond)
             probs = torch.softmax(lp / temperature, -1) if temperature != 1.0 else lp.exp()
@@ -478,12 +481,12 @@ class HRED(SequenceModel):
         rows, k, vocab = cond.shape[0], beam_size, self.vocab_size
         cond_k = cond.repeat_interleave(k, 0)
         hidden = self._decoder_state(cond_k)
-        prev = torch.full((rows * k,), EOT_ID, dtype=torch.long)
+        prev = torch.full((rows * k,), EOT_ID, dtype=torch.long, device=cond.device)
         scores = cond.new_full((rows, k), -math.inf)
         scores[:, 0] = 0.0
-        history = torch.zeros(rows, k, 0, dtype=torch.long)
-        finished = torch.zeros(rows, k, dtype=torch.bool)
-        lengths = torch.zeros(rows, k, dtype=torch.long)
+        history = torch.zeros(rows, k, 0, dtype=torch.long, device=cond.device)
+        finished = torch.zeros(rows, k, dtype=torch.bool, device=cond.device)
+        lengths = torch.zeros(rows, k, dtype=torch.long, device=cond.device)
         carry = cond.new_full((vocab,), -math.inf)
         carry[PAD_ID] = 0.0  # a finished hypothesis extends by <pad> at no cost
         for _ in range(max_length):
@@ -493,7 +496,7 @@ class HRED(SequenceModel):
             cand = (scores.unsqueeze(-1) + lp).view(rows, k * vocab)
             scores, flat = cand.topk(k, dim=1)
             parent, tok = flat // vocab, flat % vocab
-            gather = parent + torch.arange(rows).unsqueeze(1) * k
+            gather = parent + torch.arange(rows, device=cond.device).unsqueeze(1) * k
             hidden = hidden[:, gather.view(-1)]
             history = torch.cat([history.gather(1, parent.unsqueeze(-1).expand(-1, -1, history.shape[2])),
                                  tok.unsqueeze(-1)], -1)
@@ -521,10 +524,11 @@ class HRED(SequenceModel):
         turns = []
         for t in context:
             if isinstance(t, str):
-                turns.append(torch.tensor(self._require_vocabulary().encode(t)))
+                ids = self._require_vocabulary().encode(t)
+                turns.append(torch.tensor(ids, device=self.context0.device))
             else:
-                t = torch.as_tensor(t, dtype=torch.long)
-                turns.append(t if int(t[-1]) == EOT_ID else torch.cat([t, torch.tensor([EOT_ID])]))
+                t = torch.as_tensor(t, dtype=torch.long, device=self.context0.device)
+                turns.append(t if int(t[-1]) == EOT_ID else torch.cat([t, t.new_tensor([EOT_ID])]))
         return turns
 
     def _text(self, ids: Sequence[int]) -> str:
@@ -651,13 +655,15 @@ class HRED(SequenceModel):
                 for i in range(n):
                     turn = ids[i, : int(lengths[i])]
                     if int(turn[-1]) != EOT_ID:
-                        turn = torch.cat([turn, torch.tensor([EOT_ID])])
+                        turn = torch.cat([turn, turn.new_tensor([EOT_ID])])
                     turns.append(turn)
                     dialogues[i].append(turn)
-                padded = torch.full((n, max(len(t) for t in turns)), PAD_ID, dtype=torch.long)
+                width = max(len(t) for t in turns)
+                padded = torch.full((n, width), PAD_ID, dtype=torch.long, device=self.context0.device)
                 for i, t in enumerate(turns):
                     padded[i, : len(t)] = t
-                enc = self._encode_turns(padded, torch.tensor([len(t) for t in turns]))
+                widths = torch.tensor([len(t) for t in turns], device=self.context0.device)
+                enc = self._encode_turns(padded, widths)
                 _, ctx_h = self.context_rnn(enc.unsqueeze(1), ctx_h)
         finally:
             self.train(was_training)
@@ -732,11 +738,12 @@ class VHRED(HRED):
 
     def _prior_sample(self, context, generator):
         mu, std = self.prior(context)
-        return mu + std * torch.randn(mu.shape, generator=generator, dtype=mu.dtype)
+        return mu + std * torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
 
     def _latent_for_response(self, context, n, how, generator):
         mu, std = self.prior(context.unsqueeze(0).expand(n, -1))
-        return mu if how == "mean" else mu + std * torch.randn(mu.shape, generator=generator, dtype=mu.dtype)
+        return mu if how == "mean" else mu + std * torch.randn(mu.shape, generator=generator, dtype=mu.dtype,
+                                                                  device=mu.device)
 
     # ---------------------------------------------------------------- training
     def on_train_step(self, step: int, total_steps: int) -> None:
@@ -748,7 +755,8 @@ class VHRED(HRED):
         enc = self._encode(batch)
         mu_q, std_q = self.posterior(enc.context, enc.encoding)
         mu_p, std_p = self.prior(enc.context)
-        z = mu_q + std_q * torch.randn(mu_q.shape, generator=generator, dtype=mu_q.dtype)
+        noise = torch.randn(mu_q.shape, generator=generator, dtype=mu_q.dtype, device=mu_q.device)
+        z = mu_q + std_q * noise
         inputs = self._decoder_inputs(enc.turns, enc.lengths, word_dropout, generator)
         recon = self._turn_log_probs(enc.turns, enc.lengths, inputs, self._conditioning(enc, z))
         return enc, recon, gaussian_kl(mu_q, std_q, mu_p, std_p, reduce=False)
@@ -763,14 +771,15 @@ class VHRED(HRED):
         drop = float(self.config["word_dropout"]) if self.training else 0.0
         _, recon, kl_units = self._terms(batch, drop, generator)
         turns = kl_units.shape[0]
-        kl_per_turn = free_bits_kl(kl_units.unsqueeze(0), torch.ones(1, turns, dtype=torch.bool), turns,
+        every_turn = torch.ones(1, turns, dtype=torch.bool, device=recon.device)
+        kl_per_turn = free_bits_kl(kl_units.unsqueeze(0), every_turn, turns,
                                    float(self.config["free_bits"]))
         return -(recon.sum() - self.kl_weight * turns * kl_per_turn) / batch.n_frames
 
     @torch.no_grad()
     def diagnostics(self, batch: DialogueBatch) -> dict[str, float]:
         """Logged by the trainer at each validation: KL per turn and the current KL weight."""
-        _, recon, kl = self._terms(batch, 0.0, torch.Generator().manual_seed(0))
+        _, recon, kl = self._terms(batch, 0.0, generator_for(self, 0))
         return {"kl_per_turn": float(kl.sum(-1).mean()), "recon_per_token": float(-recon.sum() / batch.n_frames),
                 "kl_weight": float(self.kl_weight)}
 
@@ -780,7 +789,8 @@ class VHRED(HRED):
         mu_q, std_q = self.posterior(enc.context, enc.encoding)
         mu_p, std_p = self.prior(enc.context)
         m = mu_q.shape[0]
-        z = mu_q + std_q * torch.randn((k,) + tuple(mu_q.shape), generator=generator, dtype=mu_q.dtype)
+        z = mu_q + std_q * torch.randn((k,) + tuple(mu_q.shape), generator=generator, dtype=mu_q.dtype,
+                                      device=mu_q.device)
         inputs = self._decoder_inputs(enc.turns, enc.lengths, 0.0, None)
         cond = torch.cat([enc.context.expand(k, -1, -1), z], -1).reshape(k * m, -1)
         recon = self._turn_log_probs(enc.turns.repeat(k, 1), enc.lengths.repeat(k),

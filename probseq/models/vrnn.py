@@ -75,6 +75,7 @@ from torch import Tensor, nn
 
 from probseq.data.batch import Batch
 from probseq.data.spec import DataSpec
+from probseq.device import generator_for
 from probseq.errors import UserError
 from probseq.estimators import latent
 from probseq.frames.base import FrameDistribution
@@ -369,8 +370,9 @@ class VRNN(SequenceModel):
         rows, steps = mask.shape
         dtype = self._dtype()
         if noise is None:
-            noise = (torch.randn(rows, steps, self.latent_size, generator=generator, dtype=dtype)
-                     if latent_noise else torch.zeros(rows, steps, self.latent_size, dtype=dtype))
+            shape = (rows, steps, self.latent_size)
+            noise = (torch.randn(shape, generator=generator, dtype=dtype, device=x.device)
+                     if latent_noise else torch.zeros(shape, dtype=dtype, device=x.device))
         elif noise.shape != (rows, steps, self.latent_size):
             raise ValueError(f"noise must have shape {(rows, steps, self.latent_size)}, got {tuple(noise.shape)}")
 
@@ -447,7 +449,7 @@ class VRNN(SequenceModel):
     def validation_loss(self, batch: Batch) -> float:
         """``-ELBO`` per frame (``beta = 1``, no free bits; one draw from a fixed seed)."""
         with torch.no_grad():
-            terms = self.elbo_terms(batch, generator=torch.Generator().manual_seed(0))
+            terms = self.elbo_terms(batch, generator=generator_for(self, 0))
             return float(-terms.elbo.sum() / batch.n_frames)
 
     @torch.no_grad()
@@ -460,13 +462,13 @@ class VRNN(SequenceModel):
         ``Var(E_q[z_{t,u}]) > 0.01`` over the batch's real frames (Burda et al. 2016, §5.2, applied
         per frame along the drawn trajectory).
         """
-        terms = self.elbo_terms(batch, generator=torch.Generator().manual_seed(0))
+        terms = self.elbo_terms(batch, generator=generator_for(self, 0))
         mask = terms.mask
         frames = batch.n_frames
         kl_unit = torch.where(mask.unsqueeze(-1), terms.kl, torch.zeros_like(terms.kl)).sum((0, 1)) / frames
         recon = float(torch.where(mask, terms.recon, torch.zeros_like(terms.recon)).sum() + terms.length.sum())
         means = terms.q_loc[mask]                                            # (frames, U)
-        activity = means.var(0, unbiased=True) if means.shape[0] > 1 else torch.zeros(self.latent_size)
+        activity = means.var(0, unbiased=True) if means.shape[0] > 1 else means.new_zeros(self.latent_size)
         return {
             "kl_per_frame": float(kl_unit.sum()),
             "recon_nll_per_frame": -recon / frames,
@@ -516,7 +518,7 @@ class VRNN(SequenceModel):
 
     def draw_frame(self, state, *, temperature=1.0, generator=None):
         loc, scale = self._prior(state.hidden)
-        eps = torch.randn(loc.shape, generator=generator, dtype=loc.dtype)
+        eps = torch.randn(loc.shape, generator=generator, dtype=loc.dtype, device=loc.device)
         z = loc + math.sqrt(temperature) * scale * eps
         z_feat = self.phi_z(z)
         params = self._decode(z_feat, state.hidden)

@@ -92,27 +92,32 @@ class DialogueBatch:
         """Pad a list of dialogues (lists of ``(L_n,)`` id tensors, each ending with ``<eot>``)."""
         if len(dialogues) == 0:
             raise UserError("cannot build a batch from zero dialogues")
+        first = next((t for d in dialogues for t in d), None)
+        device = first.device if isinstance(first, Tensor) else torch.device("cpu")  # ids stay put
         for i, d in enumerate(dialogues):
             if len(d) == 0:
                 raise UserError(f"dialogue {i} has no turns")
             for n, t in enumerate(d):
-                t = torch.as_tensor(t)
+                t = torch.as_tensor(t, device=device)
                 if t.dim() != 1 or t.numel() == 0:
                     raise UserError(f"turn {n} of dialogue {i} must be a non-empty 1-d tensor of ids, "
                                     f"got shape {tuple(t.shape)}")
                 if int(t[-1]) != EOT_ID:
                     raise UserError(f"turn {n} of dialogue {i} does not end with <eot> (id {EOT_ID})")
         n_max = max(len(d) for d in dialogues)
-        l_max = max(int(torch.as_tensor(t).numel()) for d in dialogues for t in d)
-        tokens = torch.full((len(dialogues), n_max, l_max), PAD_ID, dtype=torch.long)
-        turn_lengths = torch.zeros(len(dialogues), n_max, dtype=torch.long)
+        l_max = max(int(torch.as_tensor(t, device=device).numel()) for d in dialogues for t in d)
+        tokens = torch.full((len(dialogues), n_max, l_max), PAD_ID, dtype=torch.long, device=device)
+        turn_lengths = torch.zeros(len(dialogues), n_max, dtype=torch.long, device=device)
         for i, d in enumerate(dialogues):
             for n, t in enumerate(d):
-                t = torch.as_tensor(t, dtype=torch.long)
+                t = torch.as_tensor(t, dtype=torch.long, device=device)
                 tokens[i, n, : t.numel()] = t
                 turn_lengths[i, n] = t.numel()
-        n_turns = torch.tensor([len(d) for d in dialogues], dtype=torch.long)
+        n_turns = torch.tensor([len(d) for d in dialogues], dtype=torch.long, device=device)
         return cls(tokens, turn_lengths, n_turns)
+
+    def to(self, device: torch.device | str) -> "DialogueBatch":
+        return DialogueBatch(self.tokens.to(device), self.turn_lengths.to(device), self.n_turns.to(device))
 
     # ---------------------------------------------------------------- derived views
     @property

@@ -190,9 +190,12 @@ class RecurrentFrameModel(SequenceModel):
         from probseq.optim.curvature import CurvatureOutputs
 
         self.validate_batch(batch)
-        x, states = self.backbone_states(batch)
+        x = batch.padded_with_zeros()                    # scored intact, even under input dropout
+        reader = getattr(self, "backbone_frames", None)
+        _, states = self.backbone_states(reader(batch) if reader is not None else batch)
         z = self.readout(states)
-        keep = torch.arange(z.shape[1]).unsqueeze(0) <= batch.lengths.unsqueeze(1)
+        keep = (torch.arange(z.shape[1], device=batch.lengths.device).unsqueeze(0)
+                <= batch.lengths.unsqueeze(1))
 
         def loss(outputs: Tensor) -> Tensor:
             p, head = self._split_head(outputs)

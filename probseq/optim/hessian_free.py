@@ -124,8 +124,8 @@ class HessianFree(torch.optim.Optimizer):
 
     Args:
         params: the parameters.
-        lr: a fixed scale on the chosen update (1.0 = the HF step; a learning-rate schedule may
-            shrink it).
+        lr: kept in the parameter group for schedulers but unused: the step length comes from
+            CG, backtracking and the line search.
         damping: the initial Tikhonov damping :math:`\\lambda`.
         structural_damping: :math:`\\mu`, weight of the hidden-state term (0 turns it off).
         cg_max_iters: cap on CG iterations per step. cg_decay: warm-start factor :math:`\\zeta`.
@@ -221,7 +221,7 @@ class HessianFree(torch.optim.Optimizer):
             tries += 1
             f_new = self._loss_at(closure, params, base, best_p, alpha)
             accepted = slope < 0 and f_new <= f0 + 1e-2 * alpha * slope
-        step_scale = alpha * float(group["lr"]) if accepted else 0.0
+        step_scale = alpha if accepted else 0.0
         with torch.no_grad():
             for p, b, d in zip(params, base, best_p):
                 p.copy_(b + step_scale * d)

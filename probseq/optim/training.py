@@ -76,10 +76,11 @@ def make_closure_optimizer(model: nn.Module, opts: dict[str, Any]) -> torch.opti
                                 schedule=str(opts.get("momentum_schedule", "constant")),
                                 clip=float(opts.get("clip", 0.0)))
     if name == "hf":
-        if getattr(model, "likelihood_kind", "exact") != "exact":
+        kind = getattr(type(model), "likelihood_kind", "exact")   # the family's, not a tiny instance's
+        if kind != "exact":
             raise UserError(f"optimizer=hf needs a model whose loss is an exact log-likelihood; "
-                            f"{getattr(model, 'name', 'this model')!r} reports "
-                            f"{model.likelihood_kind!r} likelihoods (train it with adam or sgd)")
+                            f"{getattr(model, 'name', 'this model')!r} reports {kind!r} likelihoods "
+                            "(train it with adam or sgd)")
         return HessianFree(params, lr=1.0, damping=float(opts.get("hf_damping", 1.0)),
                            structural_damping=float(opts.get("hf_structural_damping", 0.0)),
                            cg_max_iters=int(opts.get("hf_cg_iters", 100)),

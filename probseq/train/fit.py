@@ -31,6 +31,8 @@ from tqdm.auto import tqdm
 
 from probseq.errors import UserError
 from probseq.models.registry import parse_option_value
+from probseq.optim.training import (CLOSURE_OPTIMIZERS, OPTIMIZER_OPTIONS, check_optimizer_options,
+                                    closure_step, initialise, make_closure_optimizer)
 from probseq.train.checkpoint import atomic_save, safe_load, save_weights
 
 __all__ = ["TRAINING_DEFAULTS", "training_options", "fit", "FitSummary"]
@@ -40,7 +42,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
     "batch_size": 32,
     "clip": 5.0,             # max gradient norm; 0 disables clipping
-    "optimizer": "adam",     # adam | sgd
+    "optimizer": "adam",     # adam | sgd | nag | hf (the last two: probseq.optim)
     "momentum": 0.9,         # for sgd
     "weight_decay": 0.0,
     "lr_schedule": "constant",  # constant | linear (decay to 0 at the last step)
@@ -49,6 +51,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "keep": "best",          # best (best-validation weights) | last (the weights of the last step)
     "checkpoint_every": 100,
     "log_every": 10,
+    **OPTIMIZER_OPTIONS,     # nag / hf / init options (probseq.optim.training)
 }
 
 
@@ -61,8 +64,9 @@ def training_options(model, overrides: dict[str, Any] | None = None) -> dict[str
         opts[key] = parse_option_value(key, value, opts[key]) if isinstance(value, str) else value
     if opts["keep"] not in ("best", "last"):
         raise UserError(f"keep must be best or last, got {opts['keep']!r}")
-    if opts["optimizer"] not in ("adam", "sgd"):
-        raise UserError(f"optimizer must be adam or sgd, got {opts['optimizer']!r}")
+    if opts["optimizer"] not in ("adam", "sgd") + CLOSURE_OPTIMIZERS:
+        raise UserError(f"optimizer must be adam, sgd, nag or hf, got {opts['optimizer']!r}")
+    check_optimizer_options(opts)
     if opts["lr_schedule"] not in ("constant", "linear"):
         raise UserError(f"lr_schedule must be constant or linear, got {opts['lr_schedule']!r}")
     if int(opts["batch_size"]) < 1 or float(opts["lr"]) <= 0:
@@ -94,6 +98,8 @@ class _Progress:
 
 
 def _make_optimizer(model, opts):
+    if opts["optimizer"] in CLOSURE_OPTIMIZERS:
+        return make_closure_optimizer(model, opts)
     params = [p for p in model.parameters() if p.requires_grad]
     if opts["optimizer"] == "adam":
         return torch.optim.Adam(params, lr=float(opts["lr"]), weight_decay=float(opts["weight_decay"]))
@@ -168,6 +174,7 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
     else:
         torch.manual_seed(seed)
         model.prepare(dataset)
+        initialise(model, opts, seed)        # init=sparse|echo_state (probseq.optim.init)
 
     order_gen.set_state(epoch_gen_state)
     order = torch.randperm(len(train), generator=order_gen)
@@ -217,17 +224,20 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
             idx = order[state.position:state.position + batch_size].tolist()
             batch = model.collate([train[i] for i in idx])
             model.on_train_step(state.step, steps)
-            loss = model.loss(batch, generator=loss_gen)
-            if not torch.isfinite(loss):
-                raise UserError(
-                    f"training diverged at step {state.step} (the loss is {float(loss.detach())}); "
-                    "try a smaller learning rate (--set lr=...)"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if float(opts["clip"]) > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), float(opts["clip"]))
-            optimizer.step()
+            if getattr(optimizer, "takes_closure", False):     # nag, hf: probseq.optim.training
+                loss = closure_step(optimizer, model, batch, generator=loss_gen, opts=opts)
+            else:
+                loss = model.loss(batch, generator=loss_gen)
+                if not torch.isfinite(loss):
+                    raise UserError(
+                        f"training diverged at step {state.step} (the loss is {float(loss.detach())}); "
+                        "try a smaller learning rate (--set lr=...)"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if float(opts["clip"]) > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), float(opts["clip"]))
+                optimizer.step()
             scheduler.step()
             state.step += 1
             state.position += batch_size

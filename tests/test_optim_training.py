@@ -1,0 +1,147 @@
+"""The trainer with optimizer=nag / optimizer=hf / init=..., and the addition problem's model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from probseq.cli import main
+from probseq.data.registry import Dataset, load_dataset
+from probseq.data.spec import DataSpec
+from probseq.errors import UserError
+from probseq.models.registry import build_model
+from probseq.optim import spectral_radius
+from probseq.optim.init import apply_initialisation
+from probseq.optim.training import closure_step, make_closure_optimizer
+from probseq.train.fit import fit
+
+
+def _binary_data(n=24, steps=8, dim=5, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    seqs = []
+    for _ in range(n):
+        x = torch.zeros(steps, dim)
+        x[0] = (torch.rand(dim, generator=gen) < 0.5).float()
+        for t in range(1, steps):                      # a learnable pattern: shift by one key
+            x[t] = torch.roll(x[t - 1], 1)
+        seqs.append(x)
+    return Dataset("toy", DataSpec("binary", dim), {"train": seqs[:16], "valid": seqs[16:]})
+
+
+def _train_losses(run_dir):
+    events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return [e["loss"] for e in events if e.get("event") == "train"]
+
+
+def test_fit_with_hessian_free_decreases_the_loss(tmp_path, one_thread):
+    data = _binary_data()
+    torch.manual_seed(0)
+    model = build_model("rnn", data.spec, {"hidden": 8})
+    fit(model, data, tmp_path, steps=3, progress=False,
+        options={"optimizer": "hf", "batch_size": 16, "log_every": 1, "hf_cg_iters": 30,
+                 "hf_curvature_batch": 8, "hf_structural_damping": 0.3})
+    losses = _train_losses(tmp_path)
+    assert len(losses) == 3 and losses[-1] < losses[0]
+
+
+def test_fit_with_hessian_free_repeats_with_the_seed(tmp_path, one_thread):
+    data = _binary_data()
+    weights = []
+    for run in ("a", "b"):
+        model = build_model("gru", data.spec, {"hidden": 6})
+        fit(model, data, tmp_path / run, steps=2, seed=3, progress=False,
+            options={"optimizer": "hf", "batch_size": 16, "hf_cg_iters": 10, "init": "sparse"})
+        weights.append(model.state_dict())
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+
+
+def test_fit_with_nag_and_echo_state_initialisation(tmp_path, one_thread):
+    data = _binary_data()
+    model = build_model("rnn", data.spec, {"hidden": 20})
+    fit(model, data, tmp_path, steps=6, progress=False,
+        options={"optimizer": "nag", "lr": 0.05, "momentum": 0.9, "momentum_schedule": "sutskever",
+                 "init": "echo_state", "batch_size": 16, "log_every": 1})
+    losses = _train_losses(tmp_path)
+    assert losses[-1] < losses[0]
+
+
+def test_echo_state_option_sets_the_recurrent_spectral_radius():
+    model = build_model("rnn", DataSpec("binary", 3), {"hidden": 30})
+    apply_initialisation(model, "echo_state", seed=0)
+    assert abs(spectral_radius(model.rnn.weight_hh_l0) - 1.2) < 1e-5
+    assert float(model.rnn.bias_hh_l0.detach().abs().max()) == 0.0
+    gru = build_model("gru", DataSpec("binary", 3), {"hidden": 20})
+    apply_initialisation(gru, "sparse", seed=0)
+    assert ((gru.readout.weight != 0).sum(1) == 15).all()
+
+
+def test_bad_optimizer_options_are_user_errors(tmp_path):
+    data = _binary_data()
+    model = build_model("rnn", data.spec, {"hidden": 4})
+    for bad in ({"optimizer": "newton"}, {"init": "orthogonal"}, {"momentum_schedule": "cubic"}):
+        with pytest.raises(UserError):
+            fit(model, data, tmp_path / "x", steps=1, progress=False, options=bad)
+
+
+def test_hf_refuses_models_without_an_exact_loss():
+    model = build_model("rnn-rbm", DataSpec("binary", 4), {})
+    with pytest.raises(UserError, match="exact"):
+        make_closure_optimizer(model, {"optimizer": "hf"})
+
+
+def test_addition_problem_data_and_regression_model(one_thread):
+    data = load_dataset("addition", length=12, n_train=64, n_valid=16, n_test=16, seed=1)
+    example = data.split("train")[0]
+    assert example.inputs.shape == (12, 2) and example.target.shape == (1,)
+    assert int(example.inputs[:, 1].sum()) == 2
+    first, second = example.inputs[:, 1].nonzero().flatten().tolist()
+    assert first < 6 and second < 6
+    values = example.inputs[[first, second], 0]
+    assert float(example.target) == pytest.approx(0.5 + float(values.sum()) / 4, abs=1e-6)
+    # same seed, same data; the test split does not depend on n_train
+    again = load_dataset("addition", length=12, n_train=8, n_valid=16, n_test=16, seed=1)
+    assert torch.equal(again.split("test")[3].inputs, data.split("test")[3].inputs)
+
+    torch.manual_seed(0)
+    model = build_model("rnn-regression", data.spec, {"hidden": 10})
+    model.validate_examples(data.split("train"))
+    with pytest.raises(UserError):
+        model.validate_examples([torch.zeros(5, 2)])
+    with pytest.raises(UserError):
+        model.sample(2)
+    batch = model.collate(data.split("train"))
+    lp = model.log_prob(batch)
+    assert lp.kind == "exact" and lp.values.shape == (64,)
+    expected = torch.distributions.Normal(model.predict(batch), 1.0).log_prob(batch.targets).sum(-1)
+    torch.testing.assert_close(lp.values, expected)
+    opt = make_closure_optimizer(model, {"optimizer": "hf", "hf_cg_iters": 20, "hf_damping": 1.0,
+                                         "hf_structural_damping": 0.5})
+    with torch.no_grad():
+        before = float(model.loss(batch))
+    for _ in range(3):
+        closure_step(opt, model, batch, generator=torch.Generator().manual_seed(0),
+                     opts={"hf_curvature_batch": 32})
+    with torch.no_grad():
+        assert float(model.loss(batch)) < before
+    metric = model.evaluate_metric("zero-one", data.split("test"), generator=torch.Generator(),
+                                   batch_size=8)
+    assert 0.0 <= metric["zero_one_loss"] <= 1.0 and metric["n_sequences"] == 16
+
+
+def test_cli_fits_the_addition_problem_and_reports_the_zero_one_loss(tmp_path, capsys, one_thread):
+    run = tmp_path / "add"
+    assert main(["fit", "rnn-regression", "--data", "addition", "--steps", "4", "--quiet",
+                 "--set", "length=10", "--set", "n_train=32", "--set", "n_valid=16",
+                 "--set", "n_test=16", "--set", "hidden=8", "--set", "optimizer=nag",
+                 "--set", "init=echo_state", "--set", "momentum_schedule=sutskever",
+                 "--set", "batch_size=16", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--metric", "zero-one", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result) >= {"zero_one_loss", "target_mse", "tolerance"}
+    assert main(["evaluate", str(run), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["kind"] == "exact" and result["n_frames"] == 16

@@ -16,6 +16,8 @@ TINY_ARGS = {
     "fit_and_compare.py": ["--steps", "3", "--hidden", "8"],
     "length_models.py": ["--steps", "3", "--hidden", "8", "--samples", "5"],
     "continue_chorale.py": ["--steps", "3", "--hidden", "8", "--out", "{tmp}"],
+    "restore_word_order.py": ["--steps", "2", "--hidden", "8", "--words", "3", "--phrases", "2",
+                              "--window", "60", "--context", "10"],
 }
 
 

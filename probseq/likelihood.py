@@ -3,23 +3,24 @@
 Every :class:`LogProb` a model returns carries a **kind** and a **bias direction** (of the
 log-likelihood ``log p(x)``; the NLL errs the other way):
 
-==================  =====================================================  ===========  ========
-kind                what the number is                                      bias         NLL sign
-==================  =====================================================  ===========  ========
-``exact``           ``log p(x)`` itself (up to rounding)                    ``none``     ``=``
-``bound``           a lower bound on ``log p(x)``: the ELBO, IWAE-k, the   ``lower``    ``≥``
+==================  =======================================================  ===========  ========
+kind                what the number is                                       bias         NLL sign
+==================  =======================================================  ===========  ========
+``exact``           ``log p(x)`` itself (up to rounding)                     ``none``     ``=``
+``bound``           a lower bound on ``log p(x)``: the ELBO, IWAE-k, the     ``lower``    ``≥``
                     log of an importance-sampling estimate ``is-K``
-                    (``E[log p̂] ≤ log p`` by Jensen); lower in expectation
-                    when the bound itself is estimated by sampling
-``estimate``        a stochastic estimate of ``log p(x)`` whose error has   ``upper`` /  ``≤`` /
-                    a known direction in expectation: AIS (``ais-MxK``,     ``lower``    ``≥``
+                    (``E[log p̂] ≤ log p`` by Jensen); lower in
+                    expectation when the bound itself is estimated by
+                    sampling
+``estimate``        a stochastic estimate of ``log p(x)`` whose error has    ``upper`` /  ``≤`` /
+                    a known direction in expectation: AIS (``ais-MxK``,      ``lower``    ``≥``
                     log Z under-estimated, so ``log p`` *over*-estimated:
                     optimistic) and RAISE (``raise-MxK``, reverse
                     annealing: ``log p`` under-estimated: conservative)
-``approximation``   a number without a guarantee either way (the TRBM's    ``unknown``  ``≈``
+``approximation``   a number without a guarantee either way (the TRBM's      ``unknown``  ``≈``
                     mean-field filtering distribution ``Q``, which is a
                     proper distribution but not the model's ``P``)
-==================  =====================================================  ===========  ========
+==================  =======================================================  ===========  ========
 
 The AIS and RAISE values of one model bracket its log-likelihood in expectation (the *sandwich*
 of Burda, Grosse & Salakhutdinov 2015): ``E[RAISE] ≲ log p ≤ E[AIS]`` — the RAISE side strictly

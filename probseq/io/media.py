@@ -15,16 +15,16 @@ registration overrides the built-in fallbacks below.
 
 Built in:
 
-=========== ====================================================== =========================
-extension   writer                                                 prime reader
-=========== ====================================================== =========================
-``.npz``    ``values (B, T, ...)``, ``lengths (B,)``, ``meta`` JSON ``values[0, :lengths[0]]``
-``.npy``    --                                                     the array, ``(T, ...)``
-``.mid``    piano-rolls (``meta["media"] == "pianoroll"``)        piano-roll at the data's
-``.midi``                                                          ``steps_per_beat``
-``.png``    piano-roll panels, video film strips, else heatmaps    --
-``.gif``    animated video (``meta["frame_shape"] = (H, W)``)     --
-=========== ====================================================== =========================
+=========== ======================================================== =========================
+extension   writer                                                   prime reader
+=========== ======================================================== =========================
+``.npz``    ``values (B, T, ...)``, ``lengths (B,)``, ``meta`` JSON  ``values[0, :lengths[0]]``
+``.npy``    --                                                       the array, ``(T, ...)``
+``.mid``    piano-rolls (``meta["media"] == "pianoroll"``)           piano-roll at the data's
+``.midi``                                                            ``steps_per_beat``
+``.png``    piano-roll panels, video film strips, else heatmaps      --
+``.gif``    animated video (``meta["frame_shape"] = (H, W)``)        --
+=========== ======================================================== =========================
 
 Metadata keys read here: ``media`` (``"pianoroll"``), ``lowest_note``, ``n_keys``,
 ``steps_per_beat``, ``tempo_bpm`` (piano-rolls); ``frame_shape`` and ``fps`` (video).

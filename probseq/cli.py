@@ -97,10 +97,12 @@ def cmd_fit(args) -> int:
 
     from probseq.models.registry import build_model, model_class
     from probseq.train.checkpoint import read_run_info, write_run_info
+    from probseq.train.distributed import start
     from probseq.train.fit import fit, training_options
 
     out = Path(args.out)
     torch.set_num_threads(args.threads) if args.threads else None
+    device, job = start(args.device, command="fit", distributed=True)   # torchrun: joins the job
     if args.resume:
         info = read_run_info(out)
         if info["model"] != args.model:
@@ -110,11 +112,14 @@ def cmd_fit(args) -> int:
         from probseq.data.spec import DataSpec
 
         model = build_model(info["model"], DataSpec.from_dict(info["spec"]), info["hyperparameters"])
-        summary = fit(model, dataset, out, steps=info["steps"], seed=info["seed"],
-                      options=info["training"], resume=True, progress=not args.quiet)
+        minutes = args.minutes if args.minutes is not None else info.get("minutes")
+        summary = fit(model, dataset, out, steps=info.get("steps"), epochs=info.get("epochs"),
+                      minutes=minutes, seed=info["seed"], options=info["training"], resume=True,
+                      progress=not args.quiet, device=device)
     else:
         if (out / "run.json").exists():
             raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        job.barrier()                    # every process has looked before rank 0 writes run.json
         cls = model_class(args.model)
         model_opts, train_opts, data_opts = _route_options(cls, args.data, _parse_sets(args.set))
         dataset = _load_data(args.data, args.data_file, args.data_dir, data_opts)
@@ -124,20 +129,19 @@ def cmd_fit(args) -> int:
         train = dataset.split("train")
         for split, examples in dataset.splits.items():
             model.validate_examples(examples, f"the {split} split")
-        steps = args.steps
-        if steps is None:
-            import math
-
-            steps = max(1, round((args.epochs or 10) * math.ceil(len(train) / int(opts["batch_size"]))))
-        write_run_info(out, {
-            "model": args.model, "spec": dataset.spec.to_dict(), "hyperparameters": model.config,
-            "training": opts, "steps": steps, "seed": args.seed,
-            "dataset": {"name": args.data, "data_file": _abs(args.data_file),
-                        "data_dir": _abs(args.data_dir), "options": data_opts},
-            "meta": dataset.meta, "version": _version(),
-        })
-        summary = fit(model, dataset, out, steps=steps, seed=args.seed, options=opts,
-                      progress=not args.quiet)
+        if job.is_main:
+            write_run_info(out, {
+                "model": args.model, "spec": dataset.spec.to_dict(), "hyperparameters": model.config,
+                "training": opts, "steps": args.steps, "epochs": args.epochs, "minutes": args.minutes,
+                "seed": args.seed,
+                "dataset": {"name": args.data, "data_file": _abs(args.data_file),
+                            "data_dir": _abs(args.data_dir), "options": data_opts},
+                "meta": dataset.meta, "version": _version(),
+            })
+        summary = fit(model, dataset, out, steps=args.steps, epochs=args.epochs, minutes=args.minutes,
+                      seed=args.seed, options=opts, progress=not args.quiet, device=device)
+    if not job.is_main:
+        return 0
     best = "" if summary.best_valid is None else (
         f"; best validation loss {summary.best_valid:.4f} at step {summary.best_step}")
     stop = " (stopped early)" if summary.stopped_early else ""
@@ -156,24 +160,35 @@ def cmd_evaluate(args) -> int:
     import torch
 
     from probseq.evaluate.prediction import next_frame_errors
-    from probseq.evaluate.scoring import score_split
+    from probseq.evaluate.chunking import resolve_frame_budget
+    from probseq.device import generator_for
+    from probseq.evaluate.sharded import score_split_sharded
     from probseq.train.checkpoint import load_run
+    from probseq.train.distributed import start
 
-    model, info = load_run(args.run)
+    device, job = start(args.device, command="evaluate", distributed=True)
+    model, info = load_run(args.run, device=device)
     dataset, name = _dataset_for_run(info, args)
     _check_compatible(model, dataset)
     examples = dataset.split(args.split)
     model.validate_examples(examples, f"the {args.split} split")
     result: dict[str, Any] = {"model": info["model"], "dataset": name, "split": args.split}
-    generator = torch.Generator().manual_seed(args.seed)
+    generator = generator_for(model, args.seed)
     if args.metric == "nll":
-        scores = score_split(model, examples, estimator=args.estimator, samples=args.samples,
-                             batch_size=args.batch_size, generator=generator, progress=True)
+        # torchrun: batches spread over the processes, each seeded by its index; rank 0 prints
+        scores = score_split_sharded(model, examples, estimator=args.estimator, samples=args.samples,
+                                     batch_size=args.batch_size,
+                                     frame_budget=resolve_frame_budget(args.frame_budget),
+                                     seed=args.seed, job=job, progress=True)
+        if scores is None:
+            return 0
         result.update(scores.summary())
         if dataset.meta.get("unit") == "character":  # text: bits per character beside nats
             from probseq.data.sets.text import bits_per_character
 
             result["bits_per_char"] = bits_per_character(result["nll_per_frame"])
+    elif not job.is_main:                # other metrics run on rank 0 alone
+        return 0
     elif args.metric == "mse":
         result.update({"n_sequences": len(examples), "n_frames": int(sum(len(e) for e in examples))})
         result.update(next_frame_errors(model, examples, batch_size=args.batch_size))
@@ -195,11 +210,14 @@ def cmd_sample(args) -> int:
     import torch
 
     from probseq.io.media import read_prime, write_samples
+    from probseq.device import generator_for
     from probseq.train.checkpoint import load_run
 
-    model, info = load_run(args.run)
+    from probseq.train.distributed import start
+    device, _ = start(args.device, command="sample", distributed=False)
+    model, info = load_run(args.run, device=device)
     meta = info.get("meta") or {}
-    generator = torch.Generator().manual_seed(args.seed)
+    generator = generator_for(model, args.seed)
     prefix = None
     if args.prime:
         if not Path(args.prime).is_file():
@@ -238,12 +256,15 @@ def cmd_compare(args) -> int:
     import torch
 
     from probseq.evaluate.compare import comparison_table, format_table
-    from probseq.evaluate.scoring import score_split
+    from probseq.evaluate.chunking import resolve_frame_budget
+    from probseq.evaluate.sharded import score_split_sharded
     from probseq.train.checkpoint import load_run
 
     if len(args.runs) < 2:
+    from probseq.train.distributed import start
         raise UserError("compare needs at least two run directories")
-    loaded = [load_run(r) for r in args.runs]
+    device, job = start(args.device, command="compare", distributed=True)
+    loaded = [load_run(r, device=device) for r in args.runs]
     dataset_cache: dict[tuple, Any] = {}
     names = set()
     named = []
@@ -257,11 +278,15 @@ def cmd_compare(args) -> int:
         dataset, name = dataset_cache[key]
         names.add(name)
         _check_compatible(model, dataset)
-        scores = score_split(model, dataset.split(args.split), estimator=None, samples=args.samples,
-                             batch_size=args.batch_size, generator=torch.Generator().manual_seed(args.seed), progress=True)
+        scores = score_split_sharded(model, dataset.split(args.split), estimator=None, samples=args.samples,
+                                     batch_size=args.batch_size,
+                                     frame_budget=resolve_frame_budget(args.frame_budget),
+                                     seed=args.seed, job=job, progress=True)
         named.append((str(run), scores, info["model"]))
     if len(names) > 1:
         raise UserError(f"the runs were fitted to different datasets ({', '.join(sorted(names))}); "
+    if not job.is_main:                  # torchrun: rank 0 prints the table
+        return 0
                         "pass --data to score them all on one")
     rows = comparison_table([(label, scores) for label, scores, _ in named])
     models = {label: m for label, _, m in named}
@@ -292,7 +317,9 @@ def cmd_download(args) -> int:
 def cmd_demo(args) -> int:
     from probseq.demo import run_demo
 
-    return run_demo(Path(args.out), steps=args.steps, quiet=args.quiet)
+    device, _ = start(args.device, command="demo", distributed=False)
+    return run_demo(Path(args.out), steps=args.steps, quiet=args.quiet, device=device)
+    from probseq.train.distributed import start
 
 
 # ---------------------------------------------------------------------------- parser
@@ -304,6 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     def data_args(p, required=False):
         p.add_argument("--data", required=required, help="dataset name (see `probseq datasets`)")
+    def device_arg(p):
+        p.add_argument("--device", default="auto", metavar="DEVICE",
+                       help="auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps")
+
         p.add_argument("--data-file", help="the dataset's file (your own copy)")
         p.add_argument("--data-dir", help="the dataset's directory (your own copy)")
 
@@ -325,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score a split: NLL (with its kind) or a metric")
     p.add_argument("run")
+    device_arg(p)
     data_args(p)
     p.add_argument("--split", default="test")
     p.add_argument("--estimator", help="exact, elbo, iwae, is, ais (what the model supports)")
@@ -341,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--length", type=int, help="fixed total length")
     g.add_argument("--max-length", type=int, help="cap when the model decides the length")
+    device_arg(p)
     p.add_argument("--prime", help="a file to continue (MIDI, .npz, ...) or condition on (wav, text)")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
@@ -353,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--samples", type=int)
     p.add_argument("--batch-size", type=int, default=64)
+    device_arg(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
@@ -367,12 +401,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("download", help="fetch a public dataset into the data home ($PROBSEQ_DATA), checksummed")
+    device_arg(p)
     p.add_argument("name", help="jsb, piano-midi, nottingham, musedata, mocap-mit, cmu or fsdd")
     p.add_argument("--mirror", help="a base URL holding the same file names (checksums still apply)")
     p.add_argument("--force", action="store_true", help="fetch again even if the files are there")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_download)
     return parser
+    device_arg(p)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -397,3 +433,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """Under torchrun: leave the process group the command joined (a no-op otherwise)."""
+    if "torch.distributed" in sys.modules:
+        from probseq.train.distributed import shutdown
+
+        shutdown()

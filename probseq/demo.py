@@ -14,12 +14,14 @@ from pathlib import Path
 import torch
 
 from probseq.data.registry import load_dataset
+from probseq.device import generator_for
 from probseq.errors import UserError
 
 __all__ = ["run_demo"]
 
 
-def run_demo(out: Path, *, steps: int = 400, quiet: bool = False) -> int:
+def run_demo(out: Path, *, steps: int = 400, quiet: bool = False, device: str | torch.device | None = None) -> int:
+    """The demo; ``device``: where the models train and score (``None``: the CPU)."""
     from probseq.io.media import write_samples
     from probseq.evaluate.compare import comparison_table, format_table
     from probseq.evaluate.scoring import score_split
@@ -50,7 +52,8 @@ def run_demo(out: Path, *, steps: int = 400, quiet: bool = False) -> int:
             "meta": data.meta, "version": "demo",
         })
         print(f"fitting {name} ({n_steps} steps) ...")
-        summary = fit(model, data, run_dir, steps=n_steps, seed=0, options=opts, progress=not quiet)
+        summary = fit(model, data, run_dir, steps=n_steps, seed=0, options=opts, progress=not quiet,
+                      device=device)
         print(f"  done in {summary.wall_s:.0f} s; best validation NLL {summary.best_valid:.3f} nats/frame")
         runs[name] = model
     scores = [(f"{out / name}", score_split(model, data.split("test"))) for name, model in runs.items()]
@@ -60,8 +63,8 @@ def run_demo(out: Path, *, steps: int = 400, quiet: bool = False) -> int:
     print()
     print(format_table(rows))
     print()
-    generator = torch.Generator().manual_seed(0)
-    samples = runs["gru"].sample(4, length=64, generator=generator)
+    generator = generator_for(runs["gru"], 0)
+    samples = runs["gru"].sample(4, length=64, generator=generator).to("cpu")
     written = write_samples(samples, out / "gru_samples.mid", data.meta)
     written += write_samples(samples, out / "gru_samples.png", data.meta)
     print(f"wrote GRU samples: {', '.join(str(p) for p in written)}")

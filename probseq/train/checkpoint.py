@@ -105,9 +105,11 @@ def save_weights(run_dir: Path, model: torch.nn.Module) -> None:
     atomic_save({"state_dict": model.state_dict()}, Path(run_dir) / "model.pt")
 
 
-def load_run(run_dir: str | Path):
+def load_run(run_dir: str | Path, *, device: str | torch.device | None = None):
     """Rebuild the model of a run directory with its selected weights.
 
+    The weights are read onto the CPU (``map_location``, ``weights_only=True``) and the model is
+    moved to ``device`` (``None``: stays on the CPU), so a run trained on a GPU loads anywhere.
     Returns ``(model, info)`` where ``info`` is the parsed ``run.json``.
     """
     from probseq.models.registry import build_model
@@ -129,5 +131,9 @@ def load_run(run_dir: str | Path):
         model.load_state_dict(state["state_dict"])
     except RuntimeError:
         raise UserError(f"{weights} does not match the model described in run.json") from None
+    if device is not None:
+        from probseq.device import resolve_device
+
+        model.to(resolve_device(device))
     model.eval()
     return model, info

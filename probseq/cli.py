@@ -209,11 +209,11 @@ def cmd_evaluate(args) -> int:
 def cmd_sample(args) -> int:
     import torch
 
-    from probseq.io.media import read_prime, write_samples
     from probseq.device import generator_for
+    from probseq.io.media import read_prime, write_samples
     from probseq.train.checkpoint import load_run
-
     from probseq.train.distributed import start
+
     device, _ = start(args.device, command="sample", distributed=False)
     model, info = load_run(args.run, device=device)
     meta = info.get("meta") or {}
@@ -242,6 +242,7 @@ def cmd_sample(args) -> int:
         raise UserError("give an output file with --out (its extension picks the format)")
     samples = model.sample(args.n, length=args.length, max_length=args.max_length, prefix=prefix,
                            temperature=args.temperature, generator=generator)
+    samples = samples.to("cpu") if hasattr(samples, "to") else samples   # files are written from the CPU
     if is_text(meta):  # text is printed; --out FILE.txt also writes it
         print(format_samples(samples, meta))
         if not args.out:
@@ -259,9 +260,9 @@ def cmd_compare(args) -> int:
     from probseq.evaluate.chunking import resolve_frame_budget
     from probseq.evaluate.sharded import score_split_sharded
     from probseq.train.checkpoint import load_run
+    from probseq.train.distributed import start
 
     if len(args.runs) < 2:
-    from probseq.train.distributed import start
         raise UserError("compare needs at least two run directories")
     device, job = start(args.device, command="compare", distributed=True)
     loaded = [load_run(r, device=device) for r in args.runs]
@@ -283,10 +284,10 @@ def cmd_compare(args) -> int:
                                      frame_budget=resolve_frame_budget(args.frame_budget),
                                      seed=args.seed, job=job, progress=True)
         named.append((str(run), scores, info["model"]))
-    if len(names) > 1:
-        raise UserError(f"the runs were fitted to different datasets ({', '.join(sorted(names))}); "
     if not job.is_main:                  # torchrun: rank 0 prints the table
         return 0
+    if len(names) > 1:
+        raise UserError(f"the runs were fitted to different datasets ({', '.join(sorted(names))}); "
                         "pass --data to score them all on one")
     rows = comparison_table([(label, scores) for label, scores, _ in named])
     models = {label: m for label, _, m in named}
@@ -316,10 +317,10 @@ def cmd_download(args) -> int:
 
 def cmd_demo(args) -> int:
     from probseq.demo import run_demo
+    from probseq.train.distributed import start
 
     device, _ = start(args.device, command="demo", distributed=False)
     return run_demo(Path(args.out), steps=args.steps, quiet=args.quiet, device=device)
-    from probseq.train.distributed import start
 
 
 # ---------------------------------------------------------------------------- parser
@@ -329,12 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
         "estimate), sample and compare."))
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def data_args(p, required=False):
-        p.add_argument("--data", required=required, help="dataset name (see `probseq datasets`)")
     def device_arg(p):
         p.add_argument("--device", default="auto", metavar="DEVICE",
                        help="auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps")
 
+    def data_args(p, required=False):
+        p.add_argument("--data", required=required, help="dataset name (see `probseq datasets`)")
         p.add_argument("--data-file", help="the dataset's file (your own copy)")
         p.add_argument("--data-dir", help="the dataset's directory (your own copy)")
 
@@ -352,11 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    device_arg(p)
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("evaluate", help="score a split: NLL (with its kind) or a metric")
     p.add_argument("run")
-    device_arg(p)
     data_args(p)
     p.add_argument("--split", default="test")
     p.add_argument("--estimator", help="exact, elbo, iwae, is, ais (what the model supports)")
@@ -365,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    device_arg(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("sample", help="draw sequences (or continue a prime) and write them to a file")
@@ -373,11 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--length", type=int, help="fixed total length")
     g.add_argument("--max-length", type=int, help="cap when the model decides the length")
-    device_arg(p)
     p.add_argument("--prime", help="a file to continue (MIDI, .npz, ...) or condition on (wav, text)")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output file; its extension picks the format (.mid, .png, .npz, .gif, .bvh)")
+    device_arg(p)
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("compare", help="score several runs on the same data in one table")
@@ -386,29 +388,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--samples", type=int)
     p.add_argument("--batch-size", type=int, default=64)
-    device_arg(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
+    device_arg(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("demo", help="fit two models to the embedded JSB chorales, compare, sample MIDI")
     p.add_argument("--out", default="probseq-demo")
     p.add_argument("--steps", type=int, default=300, help="training steps of the GRU")
     p.add_argument("--quiet", action="store_true")
+    device_arg(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("datasets", help="list the datasets probseq knows, present or missing, and where")
     p.set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("download", help="fetch a public dataset into the data home ($PROBSEQ_DATA), checksummed")
-    device_arg(p)
     p.add_argument("name", help="jsb, piano-midi, nottingham, musedata, mocap-mit, cmu or fsdd")
     p.add_argument("--mirror", help="a base URL holding the same file names (checksums still apply)")
     p.add_argument("--force", action="store_true", help="fetch again even if the files are there")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_download)
+
     return parser
-    device_arg(p)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -429,10 +431,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("probseq: interrupted (a checkpoint was written; `probseq fit ... --resume` continues)",
               file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
     finally:
         _leave_process_group()
 
@@ -443,3 +441,7 @@ def _leave_process_group() -> None:
         from probseq.train.distributed import shutdown
 
         shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -315,6 +315,32 @@ def cmd_download(args) -> int:
     return 0
 
 
+def cmd_plot(args) -> int:
+    from probseq.evaluate.run_plots import plot_runs, read_training_log
+
+    labels = [Path(r).name or str(r) for r in args.runs]
+    logs = [(label, read_training_log(run)) for label, run in zip(labels, args.runs)]
+    per_sequence = None
+    if args.per_sequence:
+        import torch
+
+        from probseq.evaluate.scoring import score_split
+        from probseq.train.checkpoint import load_run
+
+        if len(args.runs) < 2:
+            raise UserError("--per-sequence compares runs: give at least two run directories")
+        per_sequence = []
+        for label, run in zip(labels, args.runs):
+            model, info = load_run(run)
+            dataset, _ = _dataset_for_run(info, args)
+            _check_compatible(model, dataset)
+            scores = score_split(model, dataset.split(args.split), samples=args.samples,
+                                 generator=torch.Generator().manual_seed(args.seed), progress=True)
+            per_sequence.append((label, scores.nll / scores.n_frames, f"{scores.kind} {scores.estimator}"))
+    print(f"wrote {plot_runs(args.out, logs, per_sequence=per_sequence, split=args.split)}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from probseq.demo import run_demo
     from probseq.train.distributed import start
@@ -410,6 +436,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_download)
 
+    p = sub.add_parser("plot", help="learning curves of runs (log.jsonl), and per-sequence NLL comparisons")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--out", required=True, help="figure file: .png, .svg or .pdf")
+    p.add_argument("--per-sequence", action="store_true",
+                   help="also score every run on --split and plot each sequence's NLL per frame against the first run's")
+    data_args(p)
+    p.add_argument("--split", default="test")
+    p.add_argument("--samples", type=int, help="samples / chains for estimators (as in evaluate)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_plot)
     return parser
 
 

@@ -6,8 +6,9 @@
   with the AIS standard error ``sqrt(sum_t se_t^2)`` (the steps' chains are independent), or
   ``sum_t log P_t(x_t)`` by RAISE per step (:mod:`probseq.estimators.reverse_annealing`: each
   step's estimate is biased downward, so their sum is too; same standard error rule);
-* the validation score used for early stopping (a deterministic proxy: see
-  :func:`prediction_loss`);
+* the validation criterion for early stopping and ``keep=best``: the AIS-estimated NLL per frame
+  where the frames have a likelihood (:func:`likelihood_validation_loss`), else the next-frame
+  prediction score (:func:`prediction_loss`);
 * the data-dependent start of the thesis recipe (:func:`initialise_from_frames`).
 """
 
@@ -20,7 +21,9 @@ from probseq.errors import UserError
 from probseq.frames.rbm import RBM
 from probseq.frames.rbm_annealing import rbm_raise_log_prob
 
-__all__ = ["resolve_estimator", "estimator_label", "likelihood_kind", "sequence_log_prob", "prediction_loss",
+__all__ = ["resolve_estimator", "estimator_label", "likelihood_kind", "sequence_log_prob",
+           "VALIDATION_CRITERIA", "VALIDATION_HYPERPARAMETERS", "check_validation_criterion",
+           "scores_likelihood", "likelihood_validation_loss", "prediction_loss",
            "initialise_from_frames", "thesis_cd_steps"]
 
 
@@ -76,6 +79,57 @@ def sequence_log_prob(rbm: RBM, x: Tensor, visible_bias: Tensor, hidden_bias: Te
         return values, None
     var = per_frame.new_zeros(mask.shape).masked_scatter(mask, stderr ** 2)
     return values, var.sum(1).sqrt()
+
+
+#: the validation criteria of the RBM sequence models (hyperparameter ``valid_criterion``)
+VALIDATION_CRITERIA = ("auto", "nll", "prediction")
+#: what the RBM sequence models add to their hyperparameters for the validation criterion
+VALIDATION_HYPERPARAMETERS = {"valid_criterion": "auto", "valid_chains": 4, "valid_ais_steps": 100,
+                              "valid_seed": 0}
+
+
+def check_validation_criterion(config: dict) -> None:
+    if config["valid_criterion"] not in VALIDATION_CRITERIA:
+        raise UserError(f"valid_criterion must be one of {', '.join(VALIDATION_CRITERIA)}, got "
+                        f"{config['valid_criterion']!r}")
+    if int(config["valid_chains"]) < 2 or int(config["valid_ais_steps"]) < 1:
+        raise UserError("valid_chains must be at least 2 and valid_ais_steps at least 1")
+
+
+def scores_likelihood(model, rbm: RBM, batch) -> bool:
+    """Whether ``model.validation_loss`` uses :func:`likelihood_validation_loss` on ``batch``.
+
+    ``valid_criterion=nll``: always; ``prediction``: never; ``auto``: when the likelihood of the
+    frames exists and measures what is reported — Bernoulli visibles with 0/1 frames (intensities
+    in (0, 1), e.g. bouncing balls, have no likelihood; real-valued frames are validated by their
+    next-frame prediction, the figure motion models report).
+    """
+    criterion = model.config["valid_criterion"]
+    if criterion != "auto":
+        return criterion == "nll"
+    if rbm.gaussian:
+        return False
+    frames = batch.values[batch.mask]
+    return bool(((frames == 0) | (frames == 1)).all())
+
+
+def likelihood_validation_loss(model, batch) -> float:
+    """The validation criterion that measures what is reported: the estimated NLL per frame.
+
+    ``-sum_i log P(x_i) / sum_i T_i`` (length term included when modelled) by ``exact``
+    enumeration for tiny RBMs, else by AIS with ``valid_chains`` chains and ``valid_ais_steps``
+    intermediate distributions per frame from a generator seeded with ``valid_seed`` on every
+    call, so the criterion is a deterministic function of the weights (AIS's upward bias is
+    shared by every validation point; the chains are few, so it is a selection criterion, not a
+    figure to report). ``keep=best`` then selects by held-out likelihood, never by test data.
+    """
+    cfg = model.config
+    method = "exact" if model.exact_by_default else "ais"
+    generator = torch.Generator(device=batch.values.device).manual_seed(int(cfg["valid_seed"]))
+    with torch.no_grad():
+        result = model.log_prob(batch, estimator=method, samples=int(cfg["valid_chains"]),
+                                ais_steps=int(cfg["valid_ais_steps"]), generator=generator)
+    return float(-result.values.sum() / batch.n_frames)
 
 
 def prediction_loss(rbm: RBM, x: Tensor, prediction: Tensor, mask: Tensor) -> Tensor:

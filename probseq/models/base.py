@@ -10,8 +10,10 @@ A model answers three questions (DESIGN.md):
 2. **Length**: a :class:`~probseq.lengths.LengthModel` in ``self.length_model``; when it models
    length, ``log_prob`` includes the length term and the sampler stops by it.
 3. **Likelihood**: :meth:`SequenceModel.log_prob` returns a :class:`LogProb`: one value per
-   sequence, the *kind* of number (``exact``, ``bound``, ``estimate``), the estimator's name and a
-   standard error where there is one. Evaluation code branches on ``kind``, never on the class.
+   sequence, the *kind* of number (``exact``, ``bound``, ``estimate``, ``approximation``), which way
+   it can err, whether the length term is included, the estimator's name and a standard error
+   where there is one (the taxonomy is :mod:`probseq.likelihood`). Evaluation code branches on
+   ``kind``, never on the class.
 
 Models are built from a :class:`~probseq.data.spec.DataSpec` and keyword hyperparameters declared
 in the class attribute ``hyperparameters`` (name -> default); that dict plus the ``state_dict`` is
@@ -20,7 +22,6 @@ all a checkpoint needs (see :mod:`probseq.train.checkpoint`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -28,40 +29,12 @@ from torch import Tensor, nn
 
 from probseq.data.batch import Batch
 from probseq.data.spec import DataSpec
-from probseq.errors import UserError
 from probseq.device import model_device
-from probseq.frames.base import LIKELIHOOD_KINDS
+from probseq.errors import UserError
 from probseq.lengths import LengthModel, NoLength
+from probseq.likelihood import LogProb
 
 __all__ = ["LogProb", "SequenceModel"]
-
-
-@dataclass
-class LogProb:
-    """Per-sequence log-likelihoods and what kind of number they are.
-
-    Attributes:
-        values: ``(B,)`` log-probabilities in nats (including the length term when length is modelled).
-        kind: ``"exact"``, ``"bound"`` (a lower bound: ELBO, IWAE-k) or ``"estimate"`` (stochastic,
-            e.g. AIS or importance sampling).
-        estimator: the estimator's name, e.g. ``"exact"``, ``"elbo"``, ``"iwae-100"``, ``"ais-1000"``.
-        stderr: ``(B,)`` standard error of each value, or ``None`` where there is none.
-    """
-
-    values: Tensor
-    kind: str
-    estimator: str
-    stderr: Tensor | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in LIKELIHOOD_KINDS:
-            raise ValueError(f"kind must be one of {LIKELIHOOD_KINDS}, got {self.kind!r}")
-        if self.values.dim() != 1:
-            raise ValueError(f"values must have shape (B,), got {tuple(self.values.shape)}")
-
-    def detach(self) -> "LogProb":
-        return LogProb(self.values.detach(), self.kind, self.estimator,
-                       None if self.stderr is None else self.stderr.detach())
 
 
 class SequenceModel(nn.Module):
@@ -155,6 +128,16 @@ class SequenceModel(nn.Module):
         from :meth:`window_state`), the values equal :meth:`log_prob`'s, length term included once.
         """
         raise NotImplementedError
+
+    def frames_of(self, batch: Batch) -> Tensor:
+        """The zero-padded frames ``(B, T, ...)`` in the dtype of the model's parameters: the one
+        place a model casts its input (a float64 model scores float32 data; integer symbols of
+        categorical data keep their type)."""
+        x = batch.padded_with_zeros()
+        param = next(self.parameters(), None)
+        if x.is_floating_point() and param is not None and x.dtype != param.dtype:
+            x = x.to(param.dtype)
+        return x
 
     # ------------------------------------------------------------------ training hooks
     def prepare(self, dataset: Any) -> None:

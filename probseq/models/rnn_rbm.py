@@ -17,7 +17,9 @@ rather than the RBM's own mean-field hiddens.
   chains of every time step run at once) backpropagated through the biases into the RNN, as in the
   paper (§3); plus the length model's exact log-likelihood.
 * **Likelihood**: per-step ``log Z_t`` by AIS over all time steps at once (or exact for tiny RBMs),
-  kind ``estimate`` with a standard error; the paper's JSB figures are AIS estimates as well.
+  kind ``estimate`` biased upward, with a standard error; the paper's JSB figures are AIS estimates
+  as well. ``--estimator raise`` gives the conservative side of the sandwich (reverse annealing
+  per step, biased downward).
 * **Prediction**: ``E[v_t]`` of each step's RBM given ``v_{<t}``, a seeded Gibbs average
   (``predict=gibbs``, default) or mean-field (``predict=mean-field``); see
   :class:`~probseq.frames.rbm.RBMFrame`. The validation score uses mean-field.
@@ -40,8 +42,10 @@ from probseq.data.batch import Batch
 from probseq.data.spec import DataSpec
 from probseq.frames.base import FrameDistribution
 from probseq.frames.rbm import RBMFrame
-from probseq.models._rbm_common import (estimator_label, initialise_from_frames, prediction_loss,
-                                        resolve_estimator, sequence_log_prob)
+from probseq.models._rbm_common import (VALIDATION_HYPERPARAMETERS, check_validation_criterion,
+                                        estimator_label, initialise_from_frames, likelihood_kind,
+                                        likelihood_validation_loss, prediction_loss, resolve_estimator,
+                                        scores_likelihood, sequence_log_prob)
 from probseq.models.base import LogProb
 from probseq.models.recurrent import RecurrentFrameModel
 from probseq.models.registry import register_model
@@ -61,11 +65,13 @@ class RNNRBM(RecurrentFrameModel):
         exact_max_units: exact likelihood by default up to this many units in the smaller layer.
         sigma / learn_sigma: Gaussian visibles. init_std: RBM weight initialisation.
         pretrain_steps / pretrain_cd / pretrain_lr: optional static CD pre-training of the RBM.
+        valid_criterion / valid_chains / valid_ais_steps / valid_seed: what :meth:`validation_loss`
+        measures (``auto``: the AIS-estimated NLL for 0/1 frames, else the next-frame score).
     """
 
     name = "rnn-rbm"
     likelihood_kind = "estimate"
-    estimators = ("ais", "exact")
+    estimators = ("ais", "raise", "exact")
     data_kinds = ("binary", "real")
     hyperparameters: ClassVar[dict[str, Any]] = {
         **RecurrentFrameModel.hyperparameters,
@@ -73,7 +79,7 @@ class RNNRBM(RecurrentFrameModel):
         "mean_field_steps": 20, "predict": "gibbs", "predict_chains": 20, "predict_steps": 25,
         "ais_chains": 20, "ais_steps": 1000, "exact_max_units": 12,
         "sigma": 1.0, "learn_sigma": False, "init_std": 0.01,
-        "pretrain_steps": 0, "pretrain_cd": 5, "pretrain_lr": 0.01,
+        "pretrain_steps": 0, "pretrain_cd": 5, "pretrain_lr": 0.01, **VALIDATION_HYPERPARAMETERS,
     }
     contract_example = {"spec": DataSpec("binary", 4),
                         "hyper": {"hidden": 5, "rbm_hidden": 3, "cd_steps": 2, "sample_steps": 5,
@@ -81,6 +87,7 @@ class RNNRBM(RecurrentFrameModel):
 
     def __init__(self, spec: DataSpec, **hyper: Any) -> None:
         super().__init__(spec, **hyper)
+        check_validation_criterion(self.config)
         self.exact_by_default = self.frame.exact_by_default
         self.likelihood_kind = "exact" if self.exact_by_default else "estimate"
 
@@ -116,9 +123,9 @@ class RNNRBM(RecurrentFrameModel):
                                              samples=samples, generator=generator, ais_steps=ais_steps)
         chains = int(samples or self.frame.ais_chains)
         steps = int(ais_steps or self.frame.ais_steps)
-        return LogProb(frames + self._length_log_prob(batch, params, length_head),
-                       "exact" if method == "exact" else "estimate",
-                       estimator_label(method, chains, steps), stderr)
+        return LogProb(frames + self._length_log_prob(batch, params, length_head), likelihood_kind(method),
+                       estimator_label(method, chains, steps), stderr,
+                       length_included=self.length_model.models_length)
 
     def _check_frames(self, batch: Batch) -> None:
         self.frame.validate(batch.values[batch.mask])
@@ -145,7 +152,12 @@ class RNNRBM(RecurrentFrameModel):
         return total / batch.n_frames
 
     def validation_loss(self, batch: Batch) -> float:
-        """Cross-entropy (binary) or squared error (real) of the mean-field next-frame predictions, per frame."""
+        """The estimated NLL per frame where the frames have a likelihood
+        (:func:`~probseq.models._rbm_common.likelihood_validation_loss`: AIS, few chains, fixed seed),
+        else the cross-entropy (binary) or squared error (real) of the mean-field next-frame
+        predictions, per frame (``valid_criterion``)."""
+        if scores_likelihood(self, self.frame.rbm, batch):
+            return likelihood_validation_loss(self, batch)
         with torch.no_grad():
             x, params, length_head = self.readouts(batch)
             vb, hb = self.frame.biases(params[:, :-1])

@@ -112,10 +112,8 @@ def cmd_fit(args) -> int:
         from probseq.data.spec import DataSpec
 
         model = build_model(info["model"], DataSpec.from_dict(info["spec"]), info["hyperparameters"])
-        minutes = args.minutes if args.minutes is not None else info.get("minutes")
-        summary = fit(model, dataset, out, steps=info.get("steps"), epochs=info.get("epochs"),
-                      minutes=minutes, seed=info["seed"], options=info["training"], resume=True,
-                      progress=not args.quiet, device=device)
+        summary = fit(model, dataset, out, steps=info["steps"], seed=info["seed"],
+                      options=info["training"], resume=True, progress=not args.quiet, device=device)
     else:
         if (out / "run.json").exists():
             raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
@@ -129,17 +127,21 @@ def cmd_fit(args) -> int:
         train = dataset.split("train")
         for split, examples in dataset.splits.items():
             model.validate_examples(examples, f"the {split} split")
+        steps = args.steps
+        if steps is None:
+            import math
+
+            steps = max(1, round((args.epochs or 10) * math.ceil(len(train) / int(opts["batch_size"]))))
         if job.is_main:
             write_run_info(out, {
                 "model": args.model, "spec": dataset.spec.to_dict(), "hyperparameters": model.config,
-                "training": opts, "steps": args.steps, "epochs": args.epochs, "minutes": args.minutes,
-                "seed": args.seed,
+                "training": opts, "steps": steps, "seed": args.seed,
                 "dataset": {"name": args.data, "data_file": _abs(args.data_file),
                             "data_dir": _abs(args.data_dir), "options": data_opts},
                 "meta": dataset.meta, "version": _version(),
             })
-        summary = fit(model, dataset, out, steps=args.steps, epochs=args.epochs, minutes=args.minutes,
-                      seed=args.seed, options=opts, progress=not args.quiet, device=device)
+        summary = fit(model, dataset, out, steps=steps, seed=args.seed, options=opts,
+                      progress=not args.quiet, device=device)
     if not job.is_main:
         return 0
     best = "" if summary.best_valid is None else (
@@ -315,32 +317,6 @@ def cmd_download(args) -> int:
     return 0
 
 
-def cmd_plot(args) -> int:
-    from probseq.evaluate.run_plots import plot_runs, read_training_log
-
-    labels = [Path(r).name or str(r) for r in args.runs]
-    logs = [(label, read_training_log(run)) for label, run in zip(labels, args.runs)]
-    per_sequence = None
-    if args.per_sequence:
-        import torch
-
-        from probseq.evaluate.scoring import score_split
-        from probseq.train.checkpoint import load_run
-
-        if len(args.runs) < 2:
-            raise UserError("--per-sequence compares runs: give at least two run directories")
-        per_sequence = []
-        for label, run in zip(labels, args.runs):
-            model, info = load_run(run)
-            dataset, _ = _dataset_for_run(info, args)
-            _check_compatible(model, dataset)
-            scores = score_split(model, dataset.split(args.split), samples=args.samples,
-                                 generator=torch.Generator().manual_seed(args.seed), progress=True)
-            per_sequence.append((label, scores.nll / scores.n_frames, f"{scores.kind} {scores.estimator}"))
-    print(f"wrote {plot_runs(args.out, logs, per_sequence=per_sequence, split=args.split)}")
-    return 0
-
-
 def cmd_demo(args) -> int:
     from probseq.demo import run_demo
     from probseq.train.distributed import start
@@ -436,16 +412,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_download)
 
-    p = sub.add_parser("plot", help="learning curves of runs (log.jsonl), and per-sequence NLL comparisons")
-    p.add_argument("runs", nargs="+")
-    p.add_argument("--out", required=True, help="figure file: .png, .svg or .pdf")
-    p.add_argument("--per-sequence", action="store_true",
-                   help="also score every run on --split and plot each sequence's NLL per frame against the first run's")
-    data_args(p)
-    p.add_argument("--split", default="test")
-    p.add_argument("--samples", type=int, help="samples / chains for estimators (as in evaluate)")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_plot)
     return parser
 
 

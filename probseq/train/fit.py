@@ -29,10 +29,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from probseq.device import generator_for, model_device, resolve_device
 from probseq.errors import UserError
 from probseq.models.registry import parse_option_value
 from probseq.optim.training import (CLOSURE_OPTIMIZERS, OPTIMIZER_OPTIONS, check_optimizer_options,
                                     closure_step, initialise, make_closure_optimizer)
+from probseq.train import distributed
 from probseq.train.checkpoint import atomic_save, safe_load, save_weights
 
 __all__ = ["TRAINING_DEFAULTS", "training_options", "fit", "FitSummary"]
@@ -123,7 +125,7 @@ def _validation_loss(model, examples, batch_size: int) -> float:
 
 def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs: float | None = None,
         seed: int = 0, options: dict[str, Any] | None = None, resume: bool = False,
-        progress: bool = True) -> FitSummary:
+        progress: bool = True, device: str | torch.device | None = None) -> FitSummary:
     """Train ``model`` on ``dataset.splits["train"]``, validating on ``"valid"`` when present.
 
     Args:
@@ -133,13 +135,22 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
         seed: seeds the data order and the generator handed to ``model.loss``.
         options: training options (see :data:`TRAINING_DEFAULTS`).
         resume: continue from ``run_dir/checkpoint.pt``.
+        device: move the model there first (``"auto"``, ``"cpu"``, ``"cuda:1"``...; ``None``: where it is).
+
+    Under ``torchrun`` (an initialised process group) every process calls ``fit`` and they train
+    one model together: ``batch_size`` is per process (:mod:`probseq.train.distributed`).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     opts = training_options(model, options)
+    job = distributed.current()         # torchrun: this process's rank in the job (one process: rank 0 of 1)
+    if device is not None:
+        model.to(resolve_device(device))
+    if job.enabled and opts["optimizer"] in CLOSURE_OPTIMIZERS:
+        raise UserError(f"optimizer {opts['optimizer']} trains in one process; start it without torchrun")
     train = dataset.split("train")
     valid = dataset.splits.get("valid") or []
-    batch_size = int(opts["batch_size"])
+    batch_size = int(opts["batch_size"]) * job.world_size   # the global batch: per process x processes
     per_epoch = math.ceil(len(train) / batch_size)
     if steps is None:
         steps = max(1, round((epochs if epochs is not None else 10) * per_epoch))
@@ -150,7 +161,7 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
     schedule = (lambda s: max(0.0, 1.0 - s / steps)) if opts["lr_schedule"] == "linear" else (lambda s: 1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     order_gen = torch.Generator().manual_seed(seed)
-    loss_gen = torch.Generator().manual_seed(seed + 1)
+    loss_gen = generator_for(model, seed + 1)
     state = _Progress()
     epoch_gen_state = order_gen.get_state()
     checkpoint_path = run_dir / "checkpoint.pt"
@@ -178,15 +189,20 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
 
     order_gen.set_state(epoch_gen_state)
     order = torch.randperm(len(train), generator=order_gen)
-    log_file = open(run_dir / "log.jsonl", "a")
+    job.broadcast_module(model)          # every process starts from rank 0's weights
+    log_file = open(run_dir / "log.jsonl", "a") if job.is_main else None
     best_state = None
     keep_best = opts["keep"] == "best"
 
     def log(**event):
+        if log_file is None:          # only rank 0 writes the log
+            return
         log_file.write(json.dumps({"step": state.step, **event}) + "\n")
         log_file.flush()
 
     def checkpoint():
+        if not job.is_main:
+            return
         atomic_save({
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "loss_generator": loss_gen.get_state(),
@@ -198,9 +214,10 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
         nonlocal best_state
         if not valid:
             return None
-        score = _validation_loss(model, valid, batch_size)
+        # validated once (rank 0) and broadcast, so every process takes the same decisions
+        score = job.broadcast_value(_validation_loss(model, valid, batch_size) if job.is_main else None)
         extra = {}
-        if hasattr(model, "diagnostics"):
+        if hasattr(model, "diagnostics") and job.is_main:
             with torch.no_grad():
                 extra = model.diagnostics(model.collate(valid[:batch_size]))
         log(event="valid", valid_loss=score, **extra)
@@ -208,33 +225,38 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
             state.best_valid, state.best_step, state.bad_evals = score, state.step, 0
             if keep_best:
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                save_weights(run_dir, model)
+                if job.is_main:
+                    save_weights(run_dir, model)
         else:
             state.bad_evals += 1
         return score
 
-    log(event="resume" if resume else "start", options=opts, steps=steps, seed=seed)
+    log(event="resume" if resume else "start", options=opts, steps=steps, seed=seed,
+        world_size=job.world_size, device=str(model_device(model)))
     started = time.perf_counter()
-    bar = tqdm(total=steps, initial=state.step, disable=not progress, desc=f"fit {model.name}",
+    bar = tqdm(total=steps, initial=state.step, disable=not progress or not job.is_main, desc=f"fit {model.name}",
                unit="step", dynamic_ncols=True)
     model.train()
     running, last_valid = None, None
     try:
         while state.step < steps:
             idx = order[state.position:state.position + batch_size].tolist()
-            batch = model.collate([train[i] for i in idx])
+            batch = model.collate(job.shard([train[i] for i in idx]))   # this process's slice of the global batch
+            job.reseed_step(loss_gen, seed, state.step)
             model.on_train_step(state.step, steps)
             if getattr(optimizer, "takes_closure", False):     # nag, hf: probseq.optim.training
                 loss = closure_step(optimizer, model, batch, generator=loss_gen, opts=opts)
             else:
-                loss = model.loss(batch, generator=loss_gen)
+                # scaled: this process's share of the global batch's loss; loss: the global batch's
+                scaled, loss = job.pool_loss(model.loss(batch, generator=loss_gen), batch.n_frames)
                 if not torch.isfinite(loss):
                     raise UserError(
                         f"training diverged at step {state.step} (the loss is {float(loss.detach())}); "
                         "try a smaller learning rate (--set lr=...)"
                     )
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                scaled.backward()
+                job.sum_gradients(model.parameters())
                 if float(opts["clip"]) > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), float(opts["clip"]))
                 optimizer.step()
@@ -270,17 +292,19 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
     finally:
         bar.close()
     if not keep_best:
-        save_weights(run_dir, model)   # keep=last: the final weights are the result
+        if job.is_main:
+            save_weights(run_dir, model)   # keep=last: the final weights are the result
     elif best_state is not None:
         model.load_state_dict(best_state)
     elif state.best_step >= 0:         # resumed run: the best weights are on disk
         model.load_state_dict(safe_load(run_dir / "model.pt")["state_dict"])
-    else:
+    elif job.is_main:
         save_weights(run_dir, model)   # no validation split: the final weights are the result
     wall = time.perf_counter() - started
     log(event="end", wall_s=wall, best_step=state.best_step,
         best_valid=None if math.isinf(state.best_valid) else state.best_valid)
-    log_file.close()
+    if log_file is not None:
+        log_file.close()
     return FitSummary(state.step, state.step / per_epoch,
                       None if math.isinf(state.best_valid) else state.best_valid,
                       None if state.best_step < 0 else state.best_step, state.stopped_early, wall)

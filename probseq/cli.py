@@ -193,7 +193,8 @@ def cmd_evaluate(args) -> int:
         return 0
     elif args.metric == "mse":
         result.update({"n_sequences": len(examples), "n_frames": int(sum(len(e) for e in examples))})
-        result.update(next_frame_errors(model, examples, batch_size=args.batch_size))
+        result.update(next_frame_errors(model, examples, batch_size=args.batch_size,
+                                        frame_budget=resolve_frame_budget(args.frame_budget)))
     elif args.metric in getattr(model, "extra_metrics", ()):
         result.update(model.evaluate_metric(args.metric, examples, generator=generator,
                                             batch_size=args.batch_size))
@@ -365,7 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--estimator", help="exact, elbo, iwae, is, ais (what the model supports)")
     p.add_argument("--samples", type=int, help="samples / chains / particles for the estimator")
     p.add_argument("--metric", default="nll", help="nll (default), mse, or a model-specific metric")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="at most this many sequences per model call")
+    p.add_argument("--frame-budget", type=int, metavar="FRAMES",
+                   help="at most this many frames (sequences x time steps) per model call, which bounds "
+                        "memory; long sequences are scored in windows carrying the model's state "
+                        "(default 8192; 0: whole sequences, --batch-size at a time)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     device_arg(p)
@@ -389,7 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(p)
     p.add_argument("--split", default="test")
     p.add_argument("--samples", type=int)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="at most this many sequences per model call")
+    p.add_argument("--frame-budget", type=int, metavar="FRAMES",
+                   help="at most this many frames (sequences x time steps) per model call, which bounds "
+                        "memory; long sequences are scored in windows carrying the model's state "
+                        "(default 8192; 0: whole sequences, --batch-size at a time)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     device_arg(p)

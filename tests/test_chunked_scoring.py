@@ -189,3 +189,32 @@ def test_validation_uses_the_bounded_scorer(float64):
     rtrbm = _model("rtrbm", spec, {"hidden": 3})
     got = bounded_validation_loss(rtrbm, examples, batch_size=3, frame_budget=10)
     assert got == pytest.approx(rtrbm.validation_loss(rtrbm.collate(examples)), rel=1e-10)
+
+
+def test_cli_frame_budget_gives_the_same_numbers(tmp_path, capsys):
+    import json
+
+    from probseq.cli import main
+
+    from probseq.data.registry import load_dataset
+    from probseq.train.checkpoint import save_weights, write_run_info
+
+    out = tmp_path / "gru"     # a run directory with untrained weights (training is not under test)
+    out.mkdir()
+    spec = load_dataset("jsb").spec
+    model = _model("gru", spec, {"hidden": 8, "length": "halting"})
+    save_weights(out, model)
+    write_run_info(out, {"model": "gru", "spec": spec.to_dict(), "hyperparameters": model.config,
+                         "dataset": {"name": "jsb"}, "seed": 0})
+    results = {}
+    for budget in ("0", "50"):
+        for metric in ("nll", "mse"):
+            assert main(["evaluate", str(out), "--split", "valid", "--metric", metric, "--json",
+                         "--frame-budget", budget]) == 0
+            results[budget, metric] = json.loads(capsys.readouterr().out)
+    assert results["50", "nll"]["nll_per_frame"] == pytest.approx(results["0", "nll"]["nll_per_frame"], rel=1e-6)
+    assert results["50", "nll"]["n_frames"] == results["0", "nll"]["n_frames"]
+    assert results["50", "mse"]["next_frame_mse_per_dim"] == pytest.approx(
+        results["0", "mse"]["next_frame_mse_per_dim"], rel=1e-6)
+    assert main(["evaluate", str(out), "--frame-budget", "-1"]) == 2
+    assert "frame budget" in capsys.readouterr().err

@@ -46,11 +46,21 @@ import torch
 from probseq.data.window import iterate_windows, sort_by_length
 from probseq.errors import UserError
 
-__all__ = ["DEFAULT_FRAME_BUDGET", "example_frames", "plan_batches", "BatchScores", "score_batches",
+__all__ = ["DEFAULT_FRAME_BUDGET", "resolve_frame_budget", "example_frames", "plan_batches", "BatchScores", "score_batches",
            "bounded_validation_loss"]
 
 #: frames (sequences x time steps) one model call may hold; see the module docstring
 DEFAULT_FRAME_BUDGET = 8192
+
+
+def resolve_frame_budget(value: int | None) -> int | None:
+    """The ``--frame-budget`` option: ``None`` -> :data:`DEFAULT_FRAME_BUDGET`, ``0`` -> unbounded
+    (``None``: whole sequences, ``batch_size`` at a time), a positive number as it is."""
+    if value is None:
+        return DEFAULT_FRAME_BUDGET
+    if int(value) < 0:
+        raise UserError(f"the frame budget must be a positive number of frames (0: unbounded), got {value}")
+    return int(value) or None
 
 
 def example_frames(example: Any) -> int | None:

@@ -21,11 +21,16 @@ from typing import Any
 import torch
 
 from probseq.errors import UserError
+from probseq.evaluate.chunking import DEFAULT_FRAME_BUDGET, example_frames, plan_batches
 
 __all__ = ["next_frame_errors"]
 
 
-def next_frame_errors(model, examples: list[Any], *, batch_size: int = 64) -> dict[str, Any]:
+def next_frame_errors(model, examples: list[Any], *, batch_size: int = 64,
+                      frame_budget: int | None = DEFAULT_FRAME_BUDGET) -> dict[str, Any]:
+    """The errors and baselines of the module docstring; batches are whole sequences packed to at
+    most ``frame_budget`` frames (``None``: ``batch_size`` at a time, see
+    :func:`probseq.evaluate.chunking.plan_batches`)."""
     if model.spec.kind == "categorical":
         raise UserError("--metric mse needs binary or real-valued frames, not categorical ones")
     sq_model = sq_copy = 0.0
@@ -33,8 +38,10 @@ def next_frame_errors(model, examples: list[Any], *, batch_size: int = 64) -> di
     dim = model.spec.dim
     model.eval()
     with torch.no_grad():
-        for start in range(0, len(examples), batch_size):
-            batch = model.collate(examples[start:start + batch_size])
+        sizes = [example_frames(e) if frame_budget is not None else None for e in examples]
+        for indices in plan_batches(sizes, frame_budget=frame_budget or 1, batch_size=batch_size,
+                                    windows=False):
+            batch = model.collate([examples[i] for i in indices])
             pred = model.predict_next(batch)
             x = batch.padded_with_zeros()
             mask = batch.mask[:, 1:]

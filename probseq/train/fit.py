@@ -110,17 +110,11 @@ def _make_optimizer(model, opts):
 
 
 def _validation_loss(model, examples, batch_size: int) -> float:
-    total, frames = 0.0, 0
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(examples), batch_size):
-            batch = model.collate(examples[start:start + batch_size])
-            total += model.validation_loss(batch) * batch.n_frames
-            frames += batch.n_frames
-    finally:
-        model.train(was_training)
-    return total / max(frames, 1)
+    """The model's validation criterion pooled over a split (weighted by frames), with memory
+    bounded by a frame budget (:func:`probseq.evaluate.chunking.bounded_validation_loss`)."""
+    from probseq.evaluate.chunking import bounded_validation_loss
+
+    return bounded_validation_loss(model, examples, batch_size=batch_size)
 
 
 def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs: float | None = None,

@@ -145,3 +145,37 @@ def test_cli_fits_the_addition_problem_and_reports_the_zero_one_loss(tmp_path, c
     assert main(["evaluate", str(run), "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["kind"] == "exact" and result["n_frames"] == 16
+
+
+@pytest.mark.parametrize("name,hyper", [
+    ("gru", {"hidden": 6, "length": "halting"}),
+    ("lstm", {"hidden": 5, "length": "explicit", "max_length": 12}),
+    ("rnn-nade", {"hidden": 6, "nade_hidden": 4, "length": "halting"}),
+    ("rnn-nade", {"hidden": 6, "nade_hidden": 4, "orderings": 2}),
+])
+def test_curvature_outputs_give_the_training_loss(name, hyper):
+    """L(z) at the model's own outputs is its loss (eval mode: no dropout), so HF optimises it."""
+    data = _binary_data()
+    torch.manual_seed(0)
+    model = build_model(name, data.spec, hyper)
+    model.eval()
+    batch = model.collate(data.split("train")[:6])
+    with torch.no_grad():
+        torch.testing.assert_close(model.curvature_outputs(batch).value(), model.loss(batch))
+
+
+def test_hessian_free_trains_rnn_nade_through_its_bernoulli_conditionals(one_thread):
+    data = _binary_data()
+    torch.manual_seed(0)
+    model = build_model("rnn-nade", data.spec, {"hidden": 8, "nade_hidden": 5,
+                                                "input_dropout": 0.0, "output_dropout": 0.0})
+    outputs = model.curvature_outputs(model.collate(data.split("train")[:4]))
+    assert outputs.outputs.shape == (4, 8 * 5)       # one logit per key and frame
+    batch = model.collate(data.split("train"))
+    opt = make_closure_optimizer(model, {"optimizer": "hf", "hf_cg_iters": 20})
+    with torch.no_grad():
+        before = float(model.loss(batch))
+    for _ in range(2):
+        closure_step(opt, model, batch, generator=torch.Generator().manual_seed(0), opts={})
+    with torch.no_grad():
+        assert float(model.loss(batch)) < before

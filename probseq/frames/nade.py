@@ -481,6 +481,18 @@ class NADEFrame(FrameDistribution):
         return self.nade.sample(visible_bias=b.detach(), hidden_bias=c.detach(), ordering=ordering,
                                 temperature=temperature, generator=generator)
 
+    def curvature_logits(self, params: Tensor, x: Tensor) -> Tensor | None:
+        """The Bernoulli logits of every conditional :math:`p(x_d \\mid x_{<d})`, ``params.shape[:-1] + (D,)``.
+
+        With one ordering ``log_prob(params, x)`` is the Bernoulli log-likelihood of ``x`` under these
+        logits, a loss convex in them; Hessian-free optimisation (:mod:`probseq.optim`) uses them as
+        the outputs of its Gauss-Newton matrix. ``None`` for a mixture of orderings (not convex).
+        """
+        if self.orderings.shape[0] != 1:
+            return None
+        b, c = self._split(params)
+        return self.nade.conditional_logits(x, visible_bias=b, hidden_bias=c, ordering=self.orderings[0])
+
     @torch.no_grad()
     def mean(self, params):
         gen = torch.Generator(device=params.device).manual_seed(0)

@@ -196,6 +196,11 @@ class RecurrentFrameModel(SequenceModel):
         z = self.readout(states)
         keep = (torch.arange(z.shape[1], device=batch.lengths.device).unsqueeze(0)
                 <= batch.lengths.unsqueeze(1))
+        hidden = states * keep.unsqueeze(-1).to(states.dtype)
+        logits_of = getattr(self.frame, "curvature_logits", None)
+        logits = logits_of(self._split_head(z)[0][:, :-1], x) if logits_of is not None else None
+        if logits is not None:
+            return self._bernoulli_curvature_outputs(batch, x, z, logits, hidden)
 
         def loss(outputs: Tensor) -> Tensor:
             p, head = self._split_head(outputs)
@@ -204,7 +209,30 @@ class RecurrentFrameModel(SequenceModel):
             total = frames + self._length_log_prob(batch, p, head)
             return -total.sum() / batch.n_frames
 
-        return CurvatureOutputs(z, loss, states * keep.unsqueeze(-1).to(states.dtype))
+        return CurvatureOutputs(z, loss, hidden)
+
+    def _bernoulli_curvature_outputs(self, batch: Batch, x: Tensor, z: Tensor, logits: Tensor,
+                                     hidden: Tensor):
+        """Frames whose likelihood is a product of Bernoulli conditionals (NADE): the outputs are
+        those logits ``(B, T, D)`` (a convex loss, as Boulanger-Lewandowski et al. 2012 trained
+        RNN-NADE with HF) and the length head, flattened side by side."""
+        from probseq.optim.curvature import CurvatureOutputs
+
+        n, steps, dim = logits.shape
+        head = self._split_head(z)[1]
+        outputs = torch.cat([logits.reshape(n, -1), head.reshape(n, -1)], 1)
+
+        def loss(flat: Tensor) -> Tensor:
+            a = flat[:, : steps * dim].reshape(n, steps, dim)
+            lp = (x * a - torch.nn.functional.softplus(a)).sum(-1)
+            total = torch.where(batch.mask, lp, torch.zeros_like(lp)).sum(1)
+            if self.length_model.head_dim:
+                h = flat[:, steps * dim:].reshape(head.shape)
+                params = self._split_head(z.detach())[0]   # halting/explicit: the head alone
+                total = total + self._length_log_prob(batch, params, h)
+            return -total.sum() / batch.n_frames
+
+        return CurvatureOutputs(outputs, loss, hidden)
 
     # ---------------------------------------------------------------- likelihood
     def frame_log_prob(self, params: Tensor, x: Tensor, mask: Tensor, *, estimator: str,

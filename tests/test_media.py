@@ -59,14 +59,14 @@ def test_write_samples_imports_dataset_modules_first(tmp_path, rolls, monkeypatc
     import probseq.data.registry as registry
 
     calls = []
-    original = registry._load_all
+    original = registry.import_dataset_modules
 
     def spy():
         calls.append(1)
         register_writer(".late", lambda s, p, m: p.write_text("late"))  # as a dataset module would
         original()
 
-    monkeypatch.setattr(registry, "_load_all", spy)
+    monkeypatch.setattr(registry, "import_dataset_modules", spy)
     assert write_samples(rolls, tmp_path / "x.late", {}) == [tmp_path / "x.late"]
     assert calls and (tmp_path / "x.late").read_text() == "late"
 

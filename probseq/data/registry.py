@@ -24,7 +24,7 @@ from probseq.data.spec import DataSpec
 from probseq.errors import UserError
 
 __all__ = ["Dataset", "DatasetInfo", "register_dataset", "load_dataset", "dataset_infos",
-           "dataset_info", "home_path"]
+           "dataset_info", "home_path", "import_dataset_modules"]
 
 
 @dataclass
@@ -94,7 +94,8 @@ def register_dataset(name: str, *, description: str, source: str, needs: str = "
     return decorate
 
 
-def _load_all() -> None:
+def import_dataset_modules() -> None:
+    """Import every module of :mod:`probseq.data.sets`, each registering its datasets and media formats."""
     import probseq.data.sets as package
 
     for info in pkgutil.iter_modules(package.__path__):
@@ -104,13 +105,13 @@ def _load_all() -> None:
 
 def dataset_infos() -> list[DatasetInfo]:
     """Every registered dataset, sorted by name."""
-    _load_all()
+    import_dataset_modules()
     return [_DATASETS[k] for k in sorted(_DATASETS)]
 
 
 def dataset_info(name: str) -> DatasetInfo:
     """The registry entry of ``name`` (a ``UserError`` naming the known ones if there is none)."""
-    _load_all()
+    import_dataset_modules()
     if name not in _DATASETS:
         raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(_DATASETS))}")
     return _DATASETS[name]

@@ -99,9 +99,9 @@ def register_prime_reader(ext: str, fn: PrimeReader, *, when: When | None = None
 
 def _load_dataset_modules() -> None:
     # dataset modules register their own formats when imported
-    from probseq.data.registry import _load_all
+    from probseq.data.registry import import_dataset_modules
 
-    _load_all()
+    import_dataset_modules()
 
 
 def writer_extensions() -> list[str]:

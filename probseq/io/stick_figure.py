@@ -1,11 +1,12 @@
 """Stick-figure animations of motion capture, drawn with matplotlib and saved as GIF by pillow.
 
-This is the ``.gif`` writer for motion-capture datasets (registered by
-:mod:`probseq.data.sets.mocap`; video datasets get :mod:`probseq.io.media`'s pixel GIF writer).
+The drawing half of the ``.gif`` writer for motion-capture datasets: it takes joint positions and
+parent indices and knows nothing of any dataset (:func:`probseq.data.sets.mocap.write_motion_gif`
+computes the positions and registers the writer; video datasets get :mod:`probseq.io.media`'s
+pixel GIF writer).
 
-No ffmpeg is needed: :class:`matplotlib.animation.PillowWriter` writes the GIF. Joint positions
-come from :func:`probseq.data.sets.mocap.motion_positions` (forward kinematics of the inverse
-transformed features); each joint is joined to its parent by a line. The view is fixed for the
+No ffmpeg is needed: :class:`matplotlib.animation.PillowWriter` writes the GIF. Each joint is joined
+to its parent by a line. The view is fixed for the
 whole animation (equal scale on every axis, the up axis drawn vertically), so the figure moves
 through the box as it moves through the room.
 """
@@ -13,13 +14,13 @@ through the box as it moves through the room.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from probseq.errors import UserError
 
-__all__ = ["write_stick_figure_gif", "animate_stick_figures"]
+__all__ = ["animate_stick_figures"]
 
 
 def _to_plot_axes(positions: np.ndarray, up_axis: int) -> np.ndarray:
@@ -92,15 +93,3 @@ def animate_stick_figures(sequences: Sequence[np.ndarray], parents: Sequence[int
     plt.close(fig)
     return path
 
-
-def write_stick_figure_gif(samples, path: str | Path, meta: dict[str, Any]) -> list[Path]:
-    """The motion-capture half of the ``.gif`` writer: one panel per sampled sequence."""
-    from probseq.data.sets.mocap import motion_positions
-
-    positions, parents, up = [], None, 2
-    for seq in samples.sequences():
-        pos, parents, up = motion_positions(seq, meta)
-        positions.append(pos)
-    titles = [f"sample {i + 1}" for i in range(len(positions))]
-    return [animate_stick_figures(positions, parents, path, up_axis=up,
-                                  fps=float(meta.get("fps", 30)), titles=titles)]

@@ -52,7 +52,7 @@ from probseq.errors import UserError
 
 __all__ = ["MIT_COLUMNS", "load_mocap_mit", "load_cmu", "mit_frames_from_features",
            "mit_positions", "mit_to_bvh", "cmu_motion_from_features", "cmu_features_from_motion",
-           "motion_positions", "write_motion_bvh", "read_motion_prime", "is_motion"]
+           "motion_positions", "write_motion_bvh", "write_motion_gif", "read_motion_prime", "is_motion"]
 
 #: Taylor's 49 columns of the 108 MIT channels (0-based)
 MIT_COLUMNS = np.r_[0:9, 13, 18:21, 25, 30:33, 37, 42:45, 49, 54:57, 60:63, 66:69, 72:75, 78:81,
@@ -424,6 +424,19 @@ def read_motion_prime(path: str | Path, meta: dict[str, Any]) -> torch.Tensor:
     return _normalise_with(cmu_features_from_motion(motion, step), meta)
 
 
+def write_motion_gif(samples, path: str | Path, meta: dict[str, Any]) -> list[Path]:
+    """The ``.gif`` writer for motion: stick figures (:mod:`probseq.io.stick_figure`), one panel per sample."""
+    from probseq.io.stick_figure import animate_stick_figures
+
+    positions, parents, up = [], None, 2
+    for seq in samples.sequences():
+        pos, parents, up = motion_positions(seq, meta)
+        positions.append(pos)
+    titles = [f"sample {i + 1}" for i in range(len(positions))]
+    return [animate_stick_figures(positions, parents, path, up_axis=up,
+                                  fps=float(meta.get("fps", 30)), titles=titles)]
+
+
 def is_motion(meta) -> bool:
     """Whether a dataset's ``meta`` describes motion capture (``mocap-mit`` or ``cmu``)."""
     return meta.get("motion_format") in ("mit", "asf")
@@ -435,10 +448,9 @@ def _is_cmu(meta) -> bool:
 
 def _register_media() -> None:
     from probseq.io import media
-    from probseq.io.stick_figure import write_stick_figure_gif
 
     media.register_writer(".bvh", write_motion_bvh, when=is_motion)
-    media.register_writer(".gif", write_stick_figure_gif, when=is_motion)
+    media.register_writer(".gif", write_motion_gif, when=is_motion)
     for ext in (".bvh", ".amc"):
         media.register_prime_reader(ext, read_motion_prime, when=_is_cmu)
 

@@ -1,0 +1,166 @@
+"""The package's shape: every module imports, no import cycles, no private names across modules, docstrings.
+
+The import graph counts *every* import statement of a module, including those inside functions:
+a function-level import hides a cycle from the interpreter but not from the reader, and the layers
+(data -> frames/estimators -> models -> train -> evaluate -> cli) are only real if nothing below
+imports upward. Edges into a package's ``__init__`` are kept; the top-level ``probseq`` package
+(lazy re-exports only) is left out, and so are imports under ``if TYPE_CHECKING:``, which only
+name types for annotations and never run.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+import probseq
+
+ROOT = Path(probseq.__file__).parent
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        parts = path.relative_to(ROOT.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imports(name: str) -> list[tuple[str, str | None]]:
+    """``(module imported, name imported from it or None)`` for every import statement of ``name``."""
+    path = MODULES[name]
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    out = []
+    tree = ast.parse(path.read_text(), str(path))
+    type_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block.test)
+                 for n in ast.walk(block)}
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
+        if isinstance(node, ast.Import):
+            out += [(a.name, None) for a in node.names if a.name in MODULES]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package
+                for _ in range(node.level - 1):
+                    anchor = anchor.rsplit(".", 1)[0]
+                base = f"{anchor}.{base}" if base else anchor
+            for alias in node.names:
+                if f"{base}.{alias.name}" in MODULES:
+                    out.append((f"{base}.{alias.name}", None))
+                elif base in MODULES:
+                    out.append((base, alias.name))
+    return out
+
+
+def _graph() -> dict[str, set[str]]:
+    return {m: {t for t, _ in _imports(m) if t not in (m, "probseq")} for m in MODULES}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    counter = 0
+    for start in graph:
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = counter
+        counter += 1
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_cycle_finder_finds_a_cycle_and_nothing_else():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_every_module_imports(name):
+    importlib.import_module(name)
+
+
+#: cycles known and owned by work in progress; any other cycle fails the test
+KNOWN_CYCLES = {
+    # rbm_annealing.rbm_ais_log_partition builds the RBM's LogPartition (a function-level import
+    # of probseq.frames.rbm), while RBM.log_partition calls it; moving LogPartition below both
+    # (e.g. into probseq.estimators) breaks it. Issue 12 (likelihood trust) owns these files.
+    ("probseq.frames.rbm", "probseq.frames.rbm_annealing"),
+}
+
+
+def test_no_import_cycles():
+    cycles = _cycles(_graph())
+    if cycles and all(tuple(c) in KNOWN_CYCLES for c in cycles):
+        pytest.xfail("known cycle(s) still to break: " + "; ".join(" <-> ".join(c) for c in cycles))
+    assert not cycles, "import cycles (counting imports inside functions): " + "; ".join(
+        " <-> ".join(c) for c in cycles)
+
+
+def test_no_module_imports_another_modules_private_name():
+    offences = [f"{m} imports {name} from {target}" for m in MODULES for target, name in _imports(m)
+                if name is not None and name.startswith("_") and not name.startswith("__")]
+    assert not offences, "; ".join(offences)
+
+
+def test_private_modules_are_imported_only_inside_their_package():
+    offences = []
+    for m in MODULES:
+        for target, _ in _imports(m):
+            leaf = target.rsplit(".", 1)[-1]
+            if leaf.startswith("_") and not leaf.startswith("__"):
+                if not m.startswith(target.rsplit(".", 1)[0] + "."):
+                    offences.append(f"{m} imports the private module {target}")
+    assert not offences, "; ".join(offences)
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_every_module_has_a_docstring_naming_its_responsibility(name):
+    tree = ast.parse(MODULES[name].read_text())
+    doc = ast.get_docstring(tree)
+    assert doc and len(doc.split()) >= 3, f"{MODULES[name]} has no module docstring saying what it is for"

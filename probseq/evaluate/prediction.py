@@ -10,8 +10,15 @@ the same ``sum_i (T_i - 1)`` frames. Two conventions are reported:
 * ``next_frame_se_per_frame = sum (x - xhat)^2 / n_predicted_frames`` — summed over dimensions,
   the convention of some later papers.
 
-The copy-last-frame baseline predicts ``x_t = x_{t-1}`` (``baseline_copy_last_mse_per_dim``).
-Errors are computed in the space the model is fitted in (e.g. normalised motion capture).
+Two baselines are scored on the same frames, in both conventions:
+
+* copy the last frame, ``xhat_t = x_{t-1}`` (``baseline_copy_last_*``);
+* linear extrapolation, ``xhat_t = 2 x_{t-1} - x_{t-2}`` (constant velocity; ``baseline_linear_*``).
+  Frame 2 has a single predecessor, so there it copies the last frame.
+
+A model worth using beats both: copy-last wins where frames change little or noisily, linear
+extrapolation where the motion is smooth (:func:`linear_extrapolation`). Errors are computed in the
+space the model is fitted in (e.g. normalised motion capture).
 """
 
 from __future__ import annotations
@@ -23,7 +30,21 @@ import torch
 from probseq.errors import UserError
 from probseq.evaluate.chunking import DEFAULT_FRAME_BUDGET, example_frames, plan_batches
 
-__all__ = ["next_frame_errors"]
+__all__ = ["next_frame_errors", "linear_extrapolation"]
+
+
+def linear_extrapolation(x: torch.Tensor) -> torch.Tensor:
+    """Constant-velocity predictions of every frame from its two predecessors, ``(B, T, D)`` -> same.
+
+    ``out[:, t] = 2 x[:, t-1] - x[:, t-2]`` for ``t >= 2``, ``out[:, 1] = x[:, 0]`` (one
+    predecessor: copy it) and ``out[:, 0] = x[:, 0]`` (no predecessor; never scored).
+    """
+    out = x.clone()
+    if x.shape[1] >= 2:
+        out[:, 1] = x[:, 0]
+    if x.shape[1] >= 3:
+        out[:, 2:] = 2 * x[:, 1:-1] - x[:, :-2]
+    return out
 
 
 def next_frame_errors(model, examples: list[Any], *, batch_size: int = 64,
@@ -33,7 +54,7 @@ def next_frame_errors(model, examples: list[Any], *, batch_size: int = 64,
     :func:`probseq.evaluate.chunking.plan_batches`)."""
     if model.spec.kind == "categorical":
         raise UserError("--metric mse needs binary or real-valued frames, not categorical ones")
-    sq_model = sq_copy = 0.0
+    sq_model = sq_copy = sq_linear = 0.0
     n_pred = 0
     dim = model.spec.dim
     model.eval()
@@ -47,8 +68,10 @@ def next_frame_errors(model, examples: list[Any], *, batch_size: int = 64,
             mask = batch.mask[:, 1:]
             err = ((pred[:, 1:] - x[:, 1:]) ** 2).sum(-1)
             copy = ((x[:, :-1] - x[:, 1:]) ** 2).sum(-1)
+            linear = ((linear_extrapolation(x)[:, 1:] - x[:, 1:]) ** 2).sum(-1)
             sq_model += float(torch.where(mask, err, torch.zeros_like(err)).sum())
             sq_copy += float(torch.where(mask, copy, torch.zeros_like(copy)).sum())
+            sq_linear += float(torch.where(mask, linear, torch.zeros_like(linear)).sum())
             n_pred += int(mask.sum())
     if n_pred == 0:
         raise UserError("every sequence has a single frame; there is nothing to predict")
@@ -58,4 +81,6 @@ def next_frame_errors(model, examples: list[Any], *, batch_size: int = 64,
         "next_frame_se_per_frame": sq_model / n_pred,
         "baseline_copy_last_mse_per_dim": sq_copy / (n_pred * dim),
         "baseline_copy_last_se_per_frame": sq_copy / n_pred,
+        "baseline_linear_mse_per_dim": sq_linear / (n_pred * dim),
+        "baseline_linear_se_per_frame": sq_linear / n_pred,
     }

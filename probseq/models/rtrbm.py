@@ -67,6 +67,7 @@ from probseq.data.spec import DataSpec
 from probseq.errors import UserError
 from probseq.frames.rbm import MEAN_METHODS, RBM, check_scorable_frames, expected_visible
 from probseq.lengths import make_length_model
+from probseq.models._autoregressive import delay_taps, resolve_sample_visible, start_from_autoregression
 from probseq.models._rbm_common import (estimator_label, initialise_from_frames, prediction_loss,
                                         resolve_estimator, sequence_log_prob, thesis_cd_steps)
 from probseq.models.base import LogProb, SequenceModel
@@ -78,12 +79,17 @@ PRESETS = ("none", "thesis")
 #: the thesis recipe's optimiser: SGD with momentum 0.9, learning rate decayed linearly to 0, no clipping
 _THESIS_TRAINING = {"optimizer": "sgd", "momentum": 0.9, "lr_schedule": "linear", "lr": 0.01, "clip": 0.0,
                     "keep": "last", "patience": 0}
+#: delay taps for real-valued frames (Taylor, Hinton & Roweis 2007 condition on n = 3 past frames)
+_MOTION_DELAY = 3
+#: the recipe for real-valued frames (motion): the next-frame error is the validation score, keep the best
+_MOTION_TRAINING = {"lr": 1e-3, "keep": "best", "patience": 20, "eval_every": 50}
 
 
 @dataclass
 class _RTRBMState:
-    hidden_bias: Tensor     # (n, H): c_t, the hidden bias of the next frame's RBM
+    hidden_bias: Tensor     # (n, H): the recurrent part of c_t (without the delay taps)
     r: Tensor | None        # (n, H): r_{t-1}, the mean-field state after the frames so far
+    visible: list[Tensor] | None = None  # m tensors (n, D): v_{t-1}, ..., v_{t-m} (delay taps)
 
 
 @register_model
@@ -110,10 +116,11 @@ class RTRBM(SequenceModel):
         "hidden": 100, "cd_steps": 10, "sample_steps": 100, "mean_field_steps": 20,
         "predict": "gibbs", "predict_chains": 20, "predict_steps": 25,
         "ais_chains": 20, "ais_steps": 1000, "exact_max_units": 12,
-        "sigma": 1.0, "learn_sigma": False, "init_std": 0.01,
+        "sigma": None, "learn_sigma": False, "init_std": 0.01,
         "preset": "none", "cd_steps_late": 25, "cd_switch": 0.5,
         "pretrain_steps": None, "pretrain_cd": 5, "pretrain_lr": 0.01,
         "length": "none", "max_length": 1000,
+        "delay": None, "vv": True, "vh": True, "ar_init": None, "sample_visible": "auto",
     }
     #: the final weights, not the best by the next-frame validation proxy: on JSB the proxy's best
     #: step scored 8.47 nats/frame by AIS and the last of 8000 steps 6.30 (benchmarks/RESULTS.md)
@@ -132,10 +139,28 @@ class RTRBM(SequenceModel):
             raise UserError(f"the rtrbm supports length=none or length=halting, got {cfg['length']!r}")
         if int(cfg["hidden"]) < 1 or int(cfg["cd_steps"]) < 1 or int(cfg["sample_steps"]) < 1:
             raise UserError("hidden, cd_steps and sample_steps must be positive")
-        h = int(cfg["hidden"])
-        self.rbm = RBM(spec.dim, h, "gaussian" if spec.kind == "real" else "bernoulli",
-                       sigma=float(cfg["sigma"]), learn_sigma=bool(cfg["learn_sigma"]),
-                       init_std=float(cfg["init_std"]))
+        h, d, real = int(cfg["hidden"]), spec.dim, spec.kind == "real"
+        self.rbm = RBM(d, h, "gaussian" if real else "bernoulli",
+                       sigma=1.0 if cfg["sigma"] is None else float(cfg["sigma"]),
+                       learn_sigma=bool(cfg["learn_sigma"]), init_std=float(cfg["init_std"]))
+        # the CRBM's autoregressive connections (module docstring), for real-valued frames by default
+        if cfg["delay"] is None:
+            cfg["delay"] = _MOTION_DELAY if real else 0
+        m = self.delay = int(cfg["delay"])
+        if m < 0:
+            raise UserError(f"delay must be 0 or a positive integer, got {m}")
+        if cfg["ar_init"] is None:
+            cfg["ar_init"] = real and m > 0 and bool(cfg["vv"])
+        if bool(cfg["ar_init"]) and not (real and m > 0 and bool(cfg["vv"])):
+            raise UserError("ar_init needs real-valued frames, delay >= 1 and vv=true")
+        std = float(cfg["init_std"])
+        #: ``[A_1 ... A_m]`` (D, m D) into the visible bias, ``[C_1 ... C_m]`` (H, m D) into the hidden bias
+        self.vv_weight = nn.Parameter(torch.randn(d, m * d) * std) if m and bool(cfg["vv"]) else None
+        self.vh_weight = nn.Parameter(torch.randn(h, m * d) * std) if m and bool(cfg["vh"]) else None
+        #: ``v_0, v_{-1}, ...``: the frames before the start (learned)
+        self.initial_visible = (nn.Parameter(torch.zeros(m, d))
+                                if self.vv_weight is not None or self.vh_weight is not None else None)
+        self.sample_visible_mean = resolve_sample_visible(str(cfg["sample_visible"]), real)
         self.recurrent_weight = nn.Parameter(torch.randn(h, h) * float(cfg["init_std"]))
         self.initial_hidden_bias = nn.Parameter(torch.zeros(h))
         self.length_model = make_length_model(str(cfg["length"]), data_kind=spec.kind,
@@ -147,6 +172,8 @@ class RTRBM(SequenceModel):
         self.likelihood_kind = "exact" if self.exact_by_default else "estimate"
         if cfg["preset"] == "thesis":
             self.training_defaults = dict(_THESIS_TRAINING)
+        elif real:
+            self.training_defaults = dict(_MOTION_TRAINING)
 
     # ---------------------------------------------------------------- the mean-field recursion
     def _frames(self, batch: Batch) -> Tensor:
@@ -161,14 +188,36 @@ class RTRBM(SequenceModel):
         drive ``W^T x_t`` is one matrix product for all steps; only the recurrence loops.
         """
         drive = (self.rbm._scaled(x) @ self.rbm.weight).unbind(1)
+        taps = self._tap_hidden_bias(x)
+        taps = taps.unbind(1) if taps is not None else [None] * len(drive)
         bias = self.initial_hidden_bias.expand(x.shape[0], -1)
         biases, states = [], []
-        for d_t in drive:
+        for d_t, tap_t in zip(drive, taps):
+            if tap_t is not None:
+                bias = bias + tap_t
             r = torch.sigmoid(d_t + bias)
             biases.append(bias)
             states.append(r)
             bias = self.rbm.hidden_bias + r @ self.recurrent_weight.t()
         return torch.stack(biases, 1), torch.stack(states, 1)
+
+    def _visible_taps(self, x: Tensor) -> Tensor | None:
+        """``[v_{t-1}, ..., v_{t-m}]`` for every step, ``(B, T, m D)``, or ``None`` without taps."""
+        if self.initial_visible is None:
+            return None
+        return delay_taps(x, self.initial_visible, self.delay)
+
+    def _tap_hidden_bias(self, x: Tensor) -> Tensor | None:
+        """``sum_k C_k v_{t-k}``, ``(B, T, H)``, or ``None`` without ``vh`` taps."""
+        if self.vh_weight is None:
+            return None
+        return self._visible_taps(x) @ self.vh_weight.t()
+
+    def visible_biases(self, x: Tensor) -> Tensor:
+        """The step RBMs' visible biases ``b_t = b_V + sum_k A_k v_{t-k}``, ``(B, T, D)`` (``(D,)`` without ``vv``)."""
+        if self.vv_weight is None:
+            return self.rbm.visible_bias
+        return self.rbm.visible_bias + self._visible_taps(x) @ self.vv_weight.t()
 
     def _length_log_prob(self, batch: Batch, r: Tensor) -> Tensor:
         if self.halting is None:
@@ -189,7 +238,7 @@ class RTRBM(SequenceModel):
         c, r = self.hidden_biases(x)
         chains = int(samples or self.config["ais_chains"])
         steps = int(ais_steps or self.config["ais_steps"])
-        values, stderr = sequence_log_prob(self.rbm, x, self.rbm.visible_bias, c, batch.mask,
+        values, stderr = sequence_log_prob(self.rbm, x, self.visible_biases(x), c, batch.mask,
                                            method=method, chains=chains, steps=steps, generator=generator)
         values = values + self._length_log_prob(batch, r)
         return LogProb(values, "exact" if method == "exact" else "estimate",
@@ -207,7 +256,10 @@ class RTRBM(SequenceModel):
         mask = batch.mask
         c, r = self.hidden_biases(x)
         frames, c_real = x[mask], c[mask]
-        surrogate = self.rbm.cd_loss(frames, self.cd_steps, hidden_bias=c_real, generator=generator)
+        vb = self.visible_biases(x)
+        vb_real = vb[mask] if vb.dim() > 1 else vb
+        surrogate = self.rbm.cd_loss(frames, self.cd_steps, visible_bias=vb_real, hidden_bias=c_real,
+                                     generator=generator)
         total = surrogate.sum() - self._length_log_prob(batch, r).sum()
         return total / batch.n_frames
 
@@ -219,7 +271,7 @@ class RTRBM(SequenceModel):
         with torch.no_grad():
             x = self._frames(batch)
             c, r = self.hidden_biases(x)
-            pred = self.rbm.mean_field(self.rbm.visible_bias, c, steps=int(self.config["mean_field_steps"]))
+            pred = self.rbm.mean_field(self.visible_biases(x), c, steps=int(self.config["mean_field_steps"]))
             score = prediction_loss(self.rbm, x, pred, batch.mask)
             return float(score - self._length_log_prob(batch, r).sum() / batch.n_frames)
 
@@ -229,9 +281,14 @@ class RTRBM(SequenceModel):
         pre-trained hidden bias so that the first step's RBM is the pre-trained RBM.
         """
         frames = torch.cat([torch.as_tensor(e, dtype=self.rbm.weight.dtype) for e in dataset.split("train")])
-        initialise_from_frames(self.rbm, frames, self.config)
+        mean = initialise_from_frames(self.rbm, frames, self.config)
         with torch.no_grad():
             self.initial_hidden_bias.copy_(self.rbm.hidden_bias)
+            if self.initial_visible is not None:
+                self.initial_visible.copy_(mean.expand_as(self.initial_visible))
+        if self.config["ar_init"]:
+            start_from_autoregression(self.rbm, self.vv_weight, dataset, self.delay,
+                                      set_sigma=self.config["sigma"] is None)
 
     # ---------------------------------------------------------------- prediction
     def predict_next(self, batch: Batch) -> Tensor:
@@ -239,24 +296,41 @@ class RTRBM(SequenceModel):
         self.validate_batch(batch)
         cfg = self.config
         with torch.no_grad():
-            c, _ = self.hidden_biases(self._frames(batch))
-            return expected_visible(self.rbm, self.rbm.visible_bias, c, method=str(cfg["predict"]),
+            x = self._frames(batch)
+            c, _ = self.hidden_biases(x)
+            return expected_visible(self.rbm, self.visible_biases(x), c, method=str(cfg["predict"]),
                                     mean_field_steps=int(cfg["mean_field_steps"]),
                                     chains=int(cfg["predict_chains"]), steps=int(cfg["predict_steps"]))
 
     # ---------------------------------------------------------------- sampling hooks
     def initial_state(self, n, *, target_length=None):
-        return _RTRBMState(self.initial_hidden_bias.detach().expand(n, -1), None)
+        history = (None if self.initial_visible is None
+                   else [v.expand(n, -1) for v in self.initial_visible.detach()])
+        return _RTRBMState(self.initial_hidden_bias.detach().expand(n, -1), None, history)
+
+    def _step_biases(self, state) -> tuple[Tensor, Tensor]:
+        """``(b_t, c_t)`` of the next frame's RBM: the recurrent hidden bias plus the delay taps."""
+        if state.visible is None:
+            return self.rbm.visible_bias.detach(), state.hidden_bias
+        taps = torch.cat(state.visible, -1)
+        vb = self.rbm.visible_bias if self.vv_weight is None else self.rbm.visible_bias + taps @ self.vv_weight.t()
+        hb = state.hidden_bias if self.vh_weight is None else state.hidden_bias + taps @ self.vh_weight.t()
+        return vb.detach(), hb.detach()
 
     def draw_frame(self, state, *, temperature=1.0, generator=None):
-        v = self.rbm.sample(steps=int(self.config["sample_steps"]), hidden_bias=state.hidden_bias,
-                            temperature=temperature, generator=generator)
+        vb, hb = self._step_biases(state)
+        v = self.rbm.sample(steps=int(self.config["sample_steps"]),
+                            visible_bias=vb.expand(*hb.shape[:-1], vb.shape[-1]),
+                            hidden_bias=hb, temperature=temperature, generator=generator,
+                            mean_visible=self.sample_visible_mean)
         return v, state
 
     def advance(self, state, frame):
         frame = frame.to(self.rbm.weight.dtype)
-        r = torch.sigmoid(self.rbm._scaled(frame) @ self.rbm.weight + state.hidden_bias)
-        return _RTRBMState(self.rbm.hidden_bias + r @ self.recurrent_weight.t(), r)
+        _, hb = self._step_biases(state)
+        r = torch.sigmoid(self.rbm._scaled(frame) @ self.rbm.weight + hb)
+        history = None if state.visible is None else [frame] + state.visible[:-1]
+        return _RTRBMState(self.rbm.hidden_bias + r @ self.recurrent_weight.t(), r, history)
 
     def stop_logit(self, state):
         if self.halting is None:

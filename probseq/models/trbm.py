@@ -87,6 +87,7 @@ from probseq.data.batch import Batch
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
 from probseq.frames.rbm import RBM, check_scorable_frames
+from probseq.models._autoregressive import resolve_sample_visible, start_from_autoregression
 from probseq.models._rbm_common import (estimator_label, initialise_from_frames, prediction_loss,
                                         resolve_estimator, sequence_log_prob, thesis_cd_steps)
 from probseq.models.base import LogProb, SequenceModel
@@ -96,6 +97,10 @@ __all__ = ["TRBM", "StackedTRBM"]
 
 PRESETS = ("none", "thesis")
 SAMPLERS = ("trbm", "rtrbm")
+#: delay taps for real-valued frames (Taylor, Hinton & Roweis 2007 condition on n = 3 past frames)
+_MOTION_DELAY = 3
+#: the recipe for real-valued frames (motion): validated by the next-frame error, keep the best
+_MOTION_TRAINING = {"lr": 1e-3, "keep": "best", "patience": 20, "eval_every": 50}
 _THESIS_TRAINING = {"optimizer": "sgd", "momentum": 0.9, "lr_schedule": "linear", "lr": 0.01}
 
 
@@ -127,10 +132,11 @@ class TRBM(SequenceModel):
     estimators = ("ais", "exact", "is")
     data_kinds = ("binary", "real")
     hyperparameters: ClassVar[dict[str, Any]] = {
-        "hidden": 100, "delay": 1, "vv": True, "vh": True, "hh": True,
+        "hidden": 100, "delay": None, "vv": True, "vh": True, "hh": True,
         "cd_steps": 10, "sample_steps": 100, "sampler": "trbm", "mean_field_steps": 20,
         "ais_chains": 20, "ais_steps": 1000, "exact_max_units": 12,
-        "sigma": 1.0, "learn_sigma": False, "init_std": 0.01,
+        "sigma": None, "learn_sigma": False, "init_std": 0.01,
+        "ar_init": None, "sample_visible": "auto",
         "preset": "none", "cd_steps_late": 25, "cd_switch": 0.5,
         "pretrain_steps": None, "pretrain_cd": 5, "pretrain_lr": 0.01,
     }
@@ -146,14 +152,23 @@ class TRBM(SequenceModel):
             raise UserError(f"unknown preset {cfg['preset']!r}; expected one of {', '.join(PRESETS)}")
         if cfg["sampler"] not in SAMPLERS:
             raise UserError(f"unknown sampler {cfg['sampler']!r}; expected one of {', '.join(SAMPLERS)}")
+        real = spec.kind == "real"
+        if cfg["delay"] is None:
+            cfg["delay"] = _MOTION_DELAY if real else 1
+        if cfg["ar_init"] is None:
+            cfg["ar_init"] = real and bool(cfg["vv"])
         for key in ("hidden", "delay", "cd_steps", "sample_steps"):
             if int(cfg[key]) < 1:
                 raise UserError(f"{key} must be a positive integer, got {cfg[key]}")
         d, h, m = spec.dim, int(cfg["hidden"]), int(cfg["delay"])
         std = float(cfg["init_std"])
         self.delay = m
-        self.rbm = RBM(d, h, "gaussian" if spec.kind == "real" else "bernoulli",
-                       sigma=float(cfg["sigma"]), learn_sigma=bool(cfg["learn_sigma"]), init_std=std)
+        self.rbm = RBM(d, h, "gaussian" if real else "bernoulli",
+                       sigma=1.0 if cfg["sigma"] is None else float(cfg["sigma"]),
+                       learn_sigma=bool(cfg["learn_sigma"]), init_std=std)
+        self.sample_visible_mean = resolve_sample_visible(str(cfg["sample_visible"]), real)
+        if bool(cfg["ar_init"]) and not (real and bool(cfg["vv"])):
+            raise UserError("ar_init needs real-valued frames and the visible-visible connections (vv=true)")
         self.use_vv, self.use_vh, self.use_hh = bool(cfg["vv"]), bool(cfg["vh"]), bool(cfg["hh"])
         #: ``[A_1 ... A_m]`` (D, m D); ``[C_1 ... C_m]`` (H, m D); ``[B_1 ... B_m]`` (H, m H)
         self.vv_weight = nn.Parameter(torch.randn(d, m * d) * std) if self.use_vv else None
@@ -166,6 +181,8 @@ class TRBM(SequenceModel):
         self.exact_by_default = self.rbm.exact_units() <= int(cfg["exact_max_units"])
         if cfg["preset"] == "thesis":
             self.training_defaults = dict(_THESIS_TRAINING)
+        elif real:
+            self.training_defaults = dict(_MOTION_TRAINING)
 
     # ---------------------------------------------------------------- history and biases
     def _taps(self, seq: Tensor, initial: Tensor) -> Tensor:
@@ -305,6 +322,9 @@ class TRBM(SequenceModel):
         if self.initial_visible is not None:
             with torch.no_grad():
                 self.initial_visible.copy_(mean.expand_as(self.initial_visible))
+        if self.config["ar_init"]:
+            start_from_autoregression(self.rbm, self.vv_weight, dataset, self.delay,
+                                      set_sigma=self.config["sigma"] is None)
 
     # ---------------------------------------------------------------- prediction and denoising
     def _predict(self, x: Tensor) -> Tensor:
@@ -364,7 +384,8 @@ class TRBM(SequenceModel):
     def draw_frame(self, state, *, temperature=1.0, generator=None):
         vb, hb = (b.detach() for b in self._step_biases(state))
         v = self.rbm.sample(steps=int(self.config["sample_steps"]), visible_bias=vb, hidden_bias=hb,
-                            temperature=temperature, generator=generator)
+                            temperature=temperature, generator=generator,
+                            mean_visible=self.sample_visible_mean)
         pending = None
         if self.config["sampler"] == "trbm":
             pending, _ = self.rbm.sample_hidden(v, hb, temperature=temperature, generator=generator)

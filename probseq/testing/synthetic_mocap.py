@@ -112,18 +112,26 @@ _LAYOUT = [("root", 6), ("leg", 0), ("foot", 1), ("spine", 3), ("neck", 1), ("ar
            ("arm_a", 2), ("hand_a", 3)]
 
 
-def synthetic_motion(frames: int, seed: int) -> list[tuple[str, np.ndarray]]:
-    """Smooth random motion ``[(bone, (frames, n)), ...]`` in radians (positions in length units)."""
+def synthetic_motion(frames: int, seed: int, gait_seed: int | None = None,
+                     noise: float = 0.0) -> list[tuple[str, np.ndarray]]:
+    """Smooth random motion ``[(bone, (frames, n)), ...]`` in radians (positions in length units).
+
+    Each channel is a sinusoid. By default its frequency, amplitude and phase all come from
+    ``seed``; with ``gait_seed`` the frequencies and amplitudes come from ``gait_seed`` (the same
+    "gait" in every trial written with it) and only the phases from ``seed``. ``noise``: the
+    standard deviation of Gaussian noise added to every value (a marker jitter).
+    """
     rng = np.random.default_rng(seed)
+    gait = rng if gait_seed is None else np.random.default_rng(gait_seed)
     t = np.arange(frames)[:, None]
     out = []
     for bone, n in _LAYOUT:
         if n == 0:
             continue
-        freq = rng.uniform(0.02, 0.1, n)
+        freq = gait.uniform(0.02, 0.1, n)
         phase = rng.uniform(0, 2 * math.pi, n)
-        amp = rng.uniform(0.2, 1.2, n)
-        values = amp * np.sin(freq * t + phase)
+        amp = gait.uniform(0.2, 1.2, n)
+        values = amp * np.sin(freq * t + phase) + noise * rng.standard_normal((frames, n))
         if bone == "root":
             values[:, :3] = np.array([0.05, 0.0, 0.02]) * t + np.array([0.0, 5.0, 0.0]) + values[:, :3] * 0.1
             values[:, 3] = values[:, 3] + 0.01 * t[:, 0]          # a slow turn
@@ -132,14 +140,19 @@ def synthetic_motion(frames: int, seed: int) -> list[tuple[str, np.ndarray]]:
 
 
 def write_synthetic_subject(directory: str | Path, *, n_files: int = 3, frames: int = 48,
-                            seed: int = 0, name: str = "synth") -> list[Path]:
-    """Write ``{name}.asf`` and ``n_files`` AMC files ``{name}_01.amc ...``; returns the AMC paths."""
+                            seed: int = 0, name: str = "synth", gait_seed: int | None = None,
+                            noise: float = 0.0) -> list[Path]:
+    """Write ``{name}.asf`` and ``n_files`` AMC files ``{name}_01.amc ...``; returns the AMC paths.
+
+    ``gait_seed`` / ``noise``: see :func:`synthetic_motion` (one gait in every file: held-out
+    trials that a motion model can learn from the others).
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / f"{name}.asf").write_text(SYNTHETIC_ASF)
     paths = []
     for k in range(n_files):
-        motion = synthetic_motion(frames, seed + k)
+        motion = synthetic_motion(frames, seed + k, gait_seed, noise)
         lines = [":FULLY-SPECIFIED", ":RADIANS"]
         for f in range(frames):
             lines.append(str(f + 1))

@@ -1,0 +1,224 @@
+"""Motion pieces of the RBM sequence models: autoregressive taps, their least-squares start,
+noise-free sampling, and the linear-extrapolation baseline of ``--metric mse``."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from probseq.data.batch import Batch
+from probseq.data.spec import DataSpec
+from probseq.evaluate.prediction import linear_extrapolation, next_frame_errors
+from probseq.frames.rbm import RBM
+from probseq.models._autoregressive import RIDGES, delay_taps, fit_autoregression
+from probseq.models.registry import build_model
+
+
+# ---------------------------------------------------------------------------- baselines
+def test_linear_extrapolation_by_hand():
+    x = torch.tensor([[[1.0], [3.0], [4.0], [10.0]]])
+    assert linear_extrapolation(x)[0, 1:, 0].tolist() == [1.0, 5.0, 5.0]
+
+
+class _Oracle:
+    """A stand-in model whose next-frame prediction is the true frame plus a fixed offset."""
+
+    spec = DataSpec("real", 2)
+
+    def eval(self):
+        return self
+
+    def collate(self, examples):
+        return Batch.from_sequences(examples)
+
+    def predict_next(self, batch):
+        return batch.padded_with_zeros() + 0.5
+
+
+def test_next_frame_errors_reports_both_baselines_on_the_same_frames():
+    seqs = [torch.randn(5, 2, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    seqs.append(torch.randn(2, 2))
+    out = next_frame_errors(_Oracle(), seqs, batch_size=2)
+    copy = sum(((s[1:] - s[:-1]) ** 2).sum() for s in seqs)
+    lin = 0.0
+    for s in seqs:
+        for t in range(1, len(s)):
+            guess = s[t - 1] if t == 1 else 2 * s[t - 1] - s[t - 2]
+            lin += float(((s[t] - guess) ** 2).sum())
+    n = sum(len(s) - 1 for s in seqs)
+    assert out["n_predicted_frames"] == n
+    assert out["next_frame_mse_per_dim"] == pytest.approx(0.25)
+    assert out["baseline_copy_last_mse_per_dim"] == pytest.approx(float(copy) / (2 * n), rel=1e-5)
+    assert out["baseline_linear_mse_per_dim"] == pytest.approx(lin / (2 * n), rel=1e-5)
+    assert out["baseline_linear_se_per_frame"] == pytest.approx(lin / n, rel=1e-5)
+
+
+# ---------------------------------------------------------------------------- the least-squares start
+def test_delay_taps_by_hand():
+    seq = torch.arange(1.0, 5.0).reshape(1, 4, 1)          # 1, 2, 3, 4
+    taps = delay_taps(seq, torch.tensor([[0.0], [-1.0]]), 2)  # s_0 = 0, s_{-1} = -1
+    assert taps[0].tolist() == [[0.0, -1.0], [1.0, 0.0], [2.0, 1.0], [3.0, 2.0]]
+
+
+def _ar_sequences(n, length, seed, noise=0.01):
+    """Sequences of a known stable 2-dimensional AR(2) with small noise."""
+    g = torch.Generator().manual_seed(seed)
+    a1 = torch.tensor([[1.6, 0.1], [0.0, 1.5]], dtype=torch.float64)
+    a2 = torch.tensor([[-0.7, 0.0], [0.05, -0.6]], dtype=torch.float64)
+    b = torch.tensor([0.1, -0.2], dtype=torch.float64)
+    out = []
+    for _ in range(n):
+        xs = [torch.randn(2, generator=g, dtype=torch.float64), torch.randn(2, generator=g, dtype=torch.float64)]
+        for _ in range(length - 2):
+            xs.append(b + a1 @ xs[-1] + a2 @ xs[-2] + noise * torch.randn(2, generator=g, dtype=torch.float64))
+        out.append(torch.stack(xs))
+    return out, torch.cat([a1, a2], 1), b
+
+
+def test_autoregression_recovers_a_known_process_and_picks_the_ridge_on_validation():
+    train, weight, bias = _ar_sequences(20, 60, 0)
+    valid, _, _ = _ar_sequences(5, 60, 1)
+    fit = fit_autoregression(train, valid, 2)
+    assert fit.structure == "full" and fit.ridge <= 1e-2   # the truth couples the dimensions
+    assert torch.allclose(fit.weight, weight, atol=0.05)
+    assert torch.allclose(fit.bias, bias, atol=0.05)
+    assert torch.allclose(fit.residual_std, torch.full((2,), 0.01, dtype=torch.float64), rtol=0.2)
+    best = min(fit.valid_errors, key=fit.valid_errors.get)
+    assert best == (fit.structure, fit.anchor, fit.ridge) and len(fit.valid_errors) == 4 * len(RIDGES)
+
+
+def test_autoregression_solves_the_ridge_problem_exactly():
+    """Brute force: the normal equations of the penalised residual regression, by lstsq on an
+    augmented system ``[Z_c; sqrt(lambda N) I] B = [Y_c; 0]``."""
+    train, _, _ = _ar_sequences(3, 20, 2, noise=0.3)
+    from probseq.models._autoregressive import _pairs, _solve
+
+    x, z = _pairs(train, 2)
+    n = x.shape[0]
+    eye, zero = torch.eye(2, dtype=z.dtype), torch.zeros(2, 2, dtype=z.dtype)
+    anchors = {"last": torch.cat([eye, zero], 1), "linear": torch.cat([2 * eye, -eye], 1)}
+    for (anchor, p), ridge in itertools.product(anchors.items(), (1e-2, 10.0)):
+        weight, bias = _solve(x, z, "full", anchor, ridge)
+        y = x - z @ p.t()
+        zc, yc = z - z.mean(0), y - y.mean(0)
+        aug_z = torch.cat([zc, math.sqrt(ridge * n) * torch.eye(4, dtype=z.dtype)])
+        aug_y = torch.cat([yc, torch.zeros(4, 2, dtype=z.dtype)])
+        coef = torch.linalg.lstsq(aug_z, aug_y).solution
+        assert torch.allclose(weight, coef.t() + p, atol=1e-9)
+        pred = z @ weight.t() + bias
+        assert torch.allclose(pred.mean(0), x.mean(0), atol=1e-9)   # the intercept is not penalised
+    # an infinite ridge is "the anchor plus the mean residual"; diagonal couples nothing
+    for anchor, p in anchors.items():
+        weight, bias = _solve(x, z, "diagonal", anchor, 1e12)
+        assert torch.allclose(weight, p, atol=1e-6)
+        assert torch.allclose(bias, (x - z @ p.t()).mean(0), atol=1e-6)
+    weight, _ = _solve(x, z, "diagonal", "last", 1e-3)
+    assert weight[0, 1] == 0 and weight[1, 2] == 0 and weight[0, 0] != 0
+
+
+# ---------------------------------------------------------------------------- RTRBM with taps: brute force
+def _gaussian_rbm_log_prob(v, vb, hb, weight, sigma):
+    """``log P(v)`` of a Gaussian-Bernoulli RBM as the mixture of Gaussians it is:
+    ``sum_h pi_h N(v; b + sigma W h, sigma^2)``, ``pi_h ∝ exp(c.h + (b/sigma).(W h) + |W h|^2 / 2)``."""
+    hidden = weight.shape[1]
+    logs, comps = [], []
+    for bits in itertools.product([0.0, 1.0], repeat=hidden):
+        h = torch.tensor(bits, dtype=v.dtype)
+        u = weight @ h
+        logs.append(hb @ h + (vb / sigma) @ u + 0.5 * u @ u)
+        mean = vb + sigma * u
+        comps.append(torch.distributions.Normal(mean, sigma).log_prob(v).sum())
+    logs = torch.stack(logs)
+    return torch.logsumexp(logs - torch.logsumexp(logs, 0) + torch.stack(comps), 0)
+
+
+def test_rtrbm_with_delay_taps_matches_a_brute_force_mixture_of_gaussians():
+    torch.manual_seed(0)
+    model = build_model("rtrbm", DataSpec("real", 2), {"hidden": 3, "delay": 2, "init_std": 0.5,
+                                                       "sigma": 0.7}).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x = torch.randn(1, 4, 2, dtype=torch.float64)
+    got = model.log_prob(Batch(x, torch.tensor([4])), estimator="exact").values[0]
+    rbm = model.rbm
+    sigma = rbm.sigma
+    hist = [model.initial_visible[0], model.initial_visible[1]]     # v_0, v_{-1}
+    c_rec = model.initial_hidden_bias
+    total = 0.0
+    for t in range(4):
+        taps = torch.cat(hist)
+        vb = rbm.visible_bias + model.vv_weight @ taps
+        hb = c_rec + model.vh_weight @ taps
+        total = total + _gaussian_rbm_log_prob(x[0, t], vb, hb, rbm.weight, sigma)
+        r = torch.sigmoid(rbm.weight.t() @ (x[0, t] / sigma) + hb)
+        c_rec = rbm.hidden_bias + model.recurrent_weight @ r
+        hist = [x[0, t], hist[0]]
+    assert float(got.detach()) == pytest.approx(float(total.detach()), abs=1e-8)
+
+
+def test_rtrbm_tap_gradients_pass_gradcheck():
+    torch.manual_seed(1)
+    model = build_model("rtrbm", DataSpec("real", 2), {"hidden": 2, "delay": 2, "init_std": 0.5}).double()
+    x = torch.randn(2, 3, 2, dtype=torch.float64)
+    batch = Batch(x, torch.tensor([3, 2]))
+
+    def log_lik(vv, vh):
+        model.vv_weight, model.vh_weight = vv, vh
+        return model.log_prob(batch, estimator="exact").values.sum()
+
+    vv = model.vv_weight.detach().clone().requires_grad_(True)
+    vh = model.vh_weight.detach().clone().requires_grad_(True)
+    del model.vv_weight, model.vh_weight
+    assert torch.autograd.gradcheck(log_lik, (vv, vh))
+
+
+def test_rtrbm_without_taps_is_the_thesis_rtrbm_for_binary_data():
+    model = build_model("rtrbm", DataSpec("binary", 4), {"hidden": 3})
+    assert model.delay == 0 and model.vv_weight is None and model.initial_visible is None
+    assert not model.sample_visible_mean
+
+
+# ---------------------------------------------------------------------------- noise-free sampling
+def test_mean_visible_sampling_returns_the_conditional_mean():
+    torch.manual_seed(0)
+    rbm = RBM(3, 4, "gaussian", init_std=0.5)
+    vb = torch.randn(5, 3)
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    noisy = rbm.sample(steps=1, visible_bias=vb, generator=g1)
+    clean = rbm.sample(steps=1, visible_bias=vb, generator=g2, mean_visible=True)
+    h = (torch.rand(5, 4, generator=torch.Generator().manual_seed(3)) < torch.sigmoid(rbm.hidden_bias)).float()
+    assert torch.allclose(clean, rbm.visible_mean(h, vb), atol=1e-6)
+    assert not torch.allclose(noisy, clean)
+
+
+@pytest.mark.parametrize("name", ["trbm", "rtrbm"])
+def test_motion_samples_are_noise_free_by_default(name):
+    model = build_model(name, DataSpec("real", 3), {"hidden": 4, "sample_steps": 3})
+    assert model.sample_visible_mean
+    g = torch.Generator().manual_seed(0)
+    smooth = model.sample(2, length=30, generator=g).values
+    model.sample_visible_mean = False
+    rough = model.sample(2, length=30, generator=torch.Generator().manual_seed(0)).values
+    jitter = lambda s: float(((s[:, 2:] - 2 * s[:, 1:-1] + s[:, :-2]) ** 2).mean())  # noqa: E731
+    assert jitter(smooth) < 0.1 * jitter(rough)     # sigma = 1 noise dominates the rough samples
+
+
+# ---------------------------------------------------------------------------- the recipe on synthetic motion
+@pytest.mark.parametrize("name", ["trbm", "rtrbm"])
+def test_default_recipe_beats_both_baselines_on_held_out_synthetic_motion(name, tmp_path, one_thread):
+    from probseq.data.sets.mocap import load_cmu
+    from probseq.testing.synthetic_mocap import write_synthetic_subject
+    from probseq.train.fit import fit
+
+    write_synthetic_subject(tmp_path / "subject", n_files=4, frames=480, seed=5, gait_seed=1, noise=0.005)
+    data = load_cmu(data_dir=tmp_path / "subject")
+    torch.manual_seed(0)
+    model = build_model(name, data.spec, {"hidden": 8, "cd_steps": 1})
+    fit(model, data, tmp_path / "run", steps=20, options={"eval_every": 10}, progress=False)
+    out = next_frame_errors(model, data.split("test"))
+    assert out["next_frame_mse_per_dim"] < out["baseline_copy_last_mse_per_dim"]
+    assert out["next_frame_mse_per_dim"] < out["baseline_linear_mse_per_dim"]

@@ -112,8 +112,10 @@ def cmd_fit(args) -> int:
         from probseq.data.spec import DataSpec
 
         model = build_model(info["model"], DataSpec.from_dict(info["spec"]), info["hyperparameters"])
-        summary = fit(model, dataset, out, steps=info["steps"], seed=info["seed"],
-                      options=info["training"], resume=True, progress=not args.quiet, device=device)
+        minutes = args.minutes if args.minutes is not None else info.get("minutes")
+        summary = fit(model, dataset, out, steps=info.get("steps"), epochs=info.get("epochs"),
+                      minutes=minutes, seed=info["seed"], options=info["training"], resume=True,
+                      progress=not args.quiet, device=device)
     else:
         if (out / "run.json").exists():
             raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
@@ -124,29 +126,25 @@ def cmd_fit(args) -> int:
         torch.manual_seed(args.seed)
         model = build_model(args.model, dataset.spec, model_opts)
         opts = training_options(model, train_opts)
-        train = dataset.split("train")
         for split, examples in dataset.splits.items():
             model.validate_examples(examples, f"the {split} split")
-        steps = args.steps
-        if steps is None:
-            import math
-
-            steps = max(1, round((args.epochs or 10) * math.ceil(len(train) / int(opts["batch_size"]))))
         if job.is_main:
             write_run_info(out, {
                 "model": args.model, "spec": dataset.spec.to_dict(), "hyperparameters": model.config,
-                "training": opts, "steps": steps, "seed": args.seed,
+                "training": opts, "steps": args.steps, "epochs": args.epochs, "minutes": args.minutes,
+                "seed": args.seed,
                 "dataset": {"name": args.data, "data_file": _abs(args.data_file),
                             "data_dir": _abs(args.data_dir), "options": data_opts},
                 "meta": dataset.meta, "version": _version(),
             })
-        summary = fit(model, dataset, out, steps=steps, seed=args.seed, options=opts,
-                      progress=not args.quiet, device=device)
+        summary = fit(model, dataset, out, steps=args.steps, epochs=args.epochs, minutes=args.minutes,
+                      seed=args.seed, options=opts, progress=not args.quiet, device=device)
     if not job.is_main:
         return 0
     best = "" if summary.best_valid is None else (
         f"; best validation loss {summary.best_valid:.4f} at step {summary.best_step}")
-    stop = " (stopped early)" if summary.stopped_early else ""
+    stop = {"patience": " (validation stopped improving)", "lr_floor": " (learning rate at its floor)",
+            "minutes": " (time budget spent)"}.get(summary.stop_reason, "")
     print(f"trained {args.model} for {summary.steps} steps{stop} in {summary.wall_s:.1f} s{best}; "
           f"run saved in {out}")
     return 0
@@ -348,7 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(p, required=True)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int, help="optimisation steps")
-    g.add_argument("--epochs", type=float, help="passes over the training set (default 10)")
+    g.add_argument("--epochs", type=float, help="passes over the training set (default: until "
+                                                "validation stops improving)")
+    p.add_argument("--minutes", type=float, help="wall-clock budget for training (with --resume: a new budget)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="model hyperparameter, training option or dataset option (repeatable)")
     p.add_argument("--seed", type=int, default=0)

@@ -114,7 +114,18 @@ def load_bouncing_balls(data_file=None, data_dir=None, *, n_train: int = 400, n_
         **{k: opts[k] for k in ("n_balls", "radius", "box", "speed", "seed")},
         "binarize": binarize,
     }
-    return Dataset(name="bouncing-balls", spec=DataSpec("binary", size * size), splits=splits, meta=meta)
+
+    def fresh(n: int, seed: int) -> list[torch.Tensor]:
+        """``n`` new training videos from ``seed`` (same physics; binarized when the splits are)."""
+        stream, draw = np.random.SeedSequence([opts["seed"], 3, int(seed)]).spawn(2)
+        videos = generate_bouncing_balls(int(n), seed=stream, **physics)
+        if binarize:
+            uniform = torch.from_numpy(np.random.default_rng(draw).random(videos.shape, dtype=np.float32))
+            videos = (uniform < videos).to(videos.dtype)
+        return list(videos.unbind(0))
+
+    return Dataset(name="bouncing-balls", spec=DataSpec("binary", size * size), splits=splits, meta=meta,
+                   fresh=fresh)
 
 
 #: loader options and their defaults, read off the signature

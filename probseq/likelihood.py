@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 __all__ = ["LogProb", "LIKELIHOOD_KINDS", "BIAS_DIRECTIONS", "ESTIMATOR_KINDS", "default_bias",
-           "nll_symbol", "describe"]
+           "nll_symbol", "describe", "likelihood_labels"]
 
 #: What a log-likelihood number is (DESIGN.md, "Evaluation conventions").
 LIKELIHOOD_KINDS = ("exact", "bound", "estimate", "approximation")
@@ -68,6 +68,7 @@ _SENTENCES = {
                            "tends to be below the true one)",
     ("estimate", "lower"): "a stochastic estimate biased downward in expectation (conservative: the "
                            "NLL tends to be above the true one)",
+    ("estimate", "unknown"): "a consistent stochastic estimate whose bias has no known direction",
 }
 
 
@@ -92,6 +93,19 @@ def nll_symbol(bias: str) -> str:
 def describe(kind: str, bias: str) -> str:
     """One phrase for what the number is and which way it can err."""
     return _SENTENCES.get((kind, bias), "an approximation without a guarantee in either direction")
+
+
+def likelihood_labels(kind: str, estimator: str, bias: str | None = None,
+                      length_included: bool | None = None) -> dict:
+    """The fields ``probseq evaluate --json`` and ``compare`` add beside ``kind`` and ``estimator``.
+
+    ``bias`` (of the log-likelihood: ``none | lower | upper | unknown``), ``nll_vs_true`` (how the
+    reported NLL relates to the true one: ``= | ≥ | ≤ | ≈``, in expectation for estimates),
+    ``what`` (one phrase) and ``length_included`` (``None``: not known).
+    """
+    bias = default_bias(kind, estimator) if bias is None else bias
+    return {"bias": bias, "nll_vs_true": nll_symbol(bias), "what": describe(kind, bias),
+            "length_included": length_included}
 
 
 @dataclass

@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from probseq.evaluate.chunking import DEFAULT_FRAME_BUDGET, score_batches
+from probseq.likelihood import likelihood_labels
 
 __all__ = ["SplitScores", "score_split"]
 
@@ -35,6 +36,8 @@ class SplitScores:
     stderr: np.ndarray | None  # (N,) estimator standard errors, or None
     kind: str
     estimator: str
+    bias: str | None = None              # which way log p can err (probseq.likelihood.BIAS_DIRECTIONS)
+    length_included: bool | None = None  # whether the values include log P(T)
 
     def summary(self) -> dict[str, Any]:
         frames = float(self.n_frames.sum())
@@ -46,6 +49,7 @@ class SplitScores:
             "kind": self.kind,
             "estimator": self.estimator,
             "stderr": None,
+            **likelihood_labels(self.kind, self.estimator, self.bias, self.length_included),
         }
         if self.stderr is not None:
             out["stderr"] = float(math.sqrt(float(np.sum(self.stderr ** 2))) / frames)
@@ -69,7 +73,7 @@ def score_split(model, examples: list[Any], *, estimator: str | None = None, sam
     n = len(examples)
     nll, frames = np.full(n, np.nan), np.zeros(n)
     errs: np.ndarray | None = np.zeros(n)
-    kind = name = None
+    kind = name = bias = length = None
     model.eval()
 
     def bar(plan):
@@ -92,4 +96,7 @@ def score_split(model, examples: list[Any], *, estimator: str | None = None, sam
         elif errs is not None:
             errs[scores.indices] = scores.stderr.numpy()
         kind, name = scores.kind, scores.estimator
-    return SplitScores(nll, frames, errs, kind, name)
+        bias, length = scores.bias, scores.length_included
+    if length is None and getattr(model, "length_model", None) is not None:
+        length = bool(model.length_model.models_length)
+    return SplitScores(nll, frames, errs, kind, name, bias, length)

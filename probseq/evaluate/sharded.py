@@ -89,12 +89,14 @@ def score_split_sharded(model, examples: list[Any], *, estimator: str | None = N
                                   seed=batch_seed(seed, j))
         rows.append((scores.indices, scores.values.double().numpy(),
                      None if scores.stderr is None else scores.stderr.double().numpy(),
-                     scores.frames, scores.kind, scores.estimator))
+                     scores.frames, scores.kind, scores.estimator, scores.bias, scores.length_included))
     gathered = job.gather_objects(rows)
     bad_flag, bad = 0.0, []
     result = None
     if job.is_main:
         result, bad = _assemble(len(examples), [row for part in gathered for row in part])
+        if result.length_included is None and getattr(model, "length_model", None) is not None:
+            result.length_included = bool(model.length_model.models_length)
         if bad:
             bad_flag = 1.0
     if job.broadcast_value(bad_flag) > 0:
@@ -106,8 +108,8 @@ def score_split_sharded(model, examples: list[Any], *, estimator: str | None = N
 def _assemble(n: int, rows) -> tuple[SplitScores, list[int]]:
     nll, frames = np.full(n, np.nan), np.zeros(n)
     errs: np.ndarray | None = np.zeros(n)
-    kind = name = None
-    for indices, values, stderr, fr, kind, name in rows:
+    kind = name = bias = length = None
+    for indices, values, stderr, fr, kind, name, bias, length in rows:
         nll[indices] = -values
         frames[indices] = fr
         if stderr is None:
@@ -115,4 +117,4 @@ def _assemble(n: int, rows) -> tuple[SplitScores, list[int]]:
         elif errs is not None:
             errs[indices] = stderr
     bad = sorted(int(i) for i in np.nonzero(~np.isfinite(nll))[0])
-    return SplitScores(nll, frames, errs, kind, name), bad
+    return SplitScores(nll, frames, errs, kind, name, bias, length), bad

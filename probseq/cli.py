@@ -316,6 +316,22 @@ def cmd_download(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    from probseq.reproduce import PROTOCOLS, format_result, reproduce
+
+    if args.name == "list":
+        for name, (summary, _) in PROTOCOLS.items():
+            print(f"{name:26s} {summary}")
+        return 0
+    out = Path(args.out or f"reproduce-{args.name}")
+    summary = reproduce(args.name, args.args, out=out, run=args.run, minutes=args.minutes,
+                        device=args.device, steps=args.steps, sets=args.set, data_file=args.data_file,
+                        data_dir=args.data_dir, seed=args.seed, threads=args.threads, quiet=args.quiet)
+    print(format_result(summary))
+    print(f"wrote {out / 'result.json'}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from probseq.demo import run_demo
     from probseq.train.distributed import start
@@ -410,6 +426,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     device_arg(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("reproduce", help="a published protocol: train, score, print our figure beside "
+                                         "the paper's (`probseq reproduce list` names them)")
+    p.add_argument("name", help="sutskever-bouncing-balls, sutskever-mocap, bl2012-polyphonic, dmm-jsb, "
+                                "fsdd-ctc, or list")
+    p.add_argument("args", nargs="*", help="the protocol's arguments (bl2012-polyphonic: DATASET MODEL)")
+    p.add_argument("--out", help="directory for the run and result.json (default reproduce-NAME)")
+    p.add_argument("--run", help="score this existing run directory instead of training")
+    p.add_argument("--minutes", type=float, help="wall-clock budget for training (the result says if partial)")
+    p.add_argument("--steps", type=int, help="replace the protocol's training length (the result is partial)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra option for probseq fit, after the protocol's own")
+    p.add_argument("--data-file", help="the dataset's file (your own copy)")
+    p.add_argument("--data-dir", help="the dataset's directory (your own copy)")
+    p.add_argument("--device", help="passed to probseq fit and evaluate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch threads for training")
+    p.add_argument("--quiet", action="store_true", help="no progress bar while training")
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("datasets", help="list the datasets probseq knows, present or missing, and where")
     p.set_defaults(func=cmd_datasets)

@@ -1,0 +1,315 @@
+"""Named published protocols: train with probseq's own commands, score, and print our figure beside
+the paper's, with the convention spelled out (``probseq reproduce NAME [ARGS]``).
+
+Each protocol is data: the model, the dataset, the ``--set`` options that encode the paper's recipe,
+the training length, and the evaluations with the published figures and their sources
+(:data:`PROTOCOLS`). :func:`reproduce` runs ``probseq fit`` (or takes an existing run directory),
+then ``probseq evaluate --json`` once per evaluation, and writes ``result.json``: our figures, the
+published ones, the gap, the convention, the exact commands, the wall time, and whether the
+protocol ran as written (a ``--minutes`` budget that stopped it, a ``--steps`` override or extra
+``--set`` options make it *partial*, and the result says so).
+
+Published figures (every one is NLL per frame in nats, or a squared error; lower is better):
+
+* ``sutskever-bouncing-balls`` — Sutskever (2013, PhD thesis, §3.10; also Sutskever, Hinton & Taylor
+  2008, §5): RTRBM next-frame squared error 0.007 per pixel (TRBM 0.04) on 30x30 videos of 3 balls.
+* ``sutskever-mocap`` — the same thesis and paper, MIT motion capture (49 dims): RTRBM 0.42, TRBM 0.47
+  squared error per dimension (their protocol predicts from a longer warm-up; see RESULTS.md).
+* ``bl2012-polyphonic DATASET MODEL`` — Boulanger-Lewandowski, Bengio & Vincent (ICML 2012), Table 1
+  (and Krishnan, Shalit & Sontag 2017, Table 2): test log-likelihood per time step, pooled over all
+  frames of all test sequences (the paper's own evaluation note), length not modelled.
+* ``dmm-jsb`` — Krishnan, Shalit & Sontag (AAAI 2017), Table 2, DMM on JSB: ELBO 6.926,
+  importance-sampled 6.388; the Pyro DMM example reports a test ELBO of about 6.87.
+* ``fsdd-ctc`` — no published figure: the project's goal, a label error rate below 3 % on spoken
+  digit strings (Free Spoken Digit Dataset; CTC after Graves et al. 2006).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shlex
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from probseq.errors import UserError
+
+__all__ = ["Published", "Evaluation", "Protocol", "PROTOCOLS", "protocol", "reproduce"]
+
+
+@dataclass(frozen=True)
+class Published:
+    """One published figure: ``value`` of ``key`` in ``probseq evaluate --json``'s output."""
+
+    value: float
+    source: str
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One ``probseq evaluate`` of the trained run and the figure(s) it is compared with."""
+
+    key: str                              # the field of evaluate's JSON that is our figure
+    metric: str = "nll"
+    estimator: str | None = None
+    samples: int | None = None
+    published: Published | None = None
+    goal: float | None = None             # a target without a published source (fsdd-ctc)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    title: str
+    model: str
+    data: str
+    convention: str
+    evaluations: tuple[Evaluation, ...]
+    settings: dict[str, Any] = field(default_factory=dict)   # --set key=value of probseq fit
+    steps: int | None = None                                  # None: until validation stops improving
+    needs_data: bool = False                                  # --data-file / --data-dir / data home
+
+
+_POOLED = ("NLL in nats per frame, pooled: the sum over test sequences of -log p(x_{1:T} | T) divided "
+           "by the total number of frames (length not modelled)")
+
+#: Boulanger-Lewandowski et al. 2012, Table 1 (NLL per time step). RNN-NADE figures also in Krishnan
+#: et al. 2017, Table 2; the RNN-RBM and RTRBM rows are this project's reading of Table 1 for JSB
+#: (an earlier RESULTS.md quoted 7.27 for the RNN-RBM; the table reads 6.27)
+BL2012_TABLE1: dict[str, dict[str, float]] = {
+    "rnn-nade": {"jsb": 5.19, "piano-midi": 7.05, "nottingham": 2.31, "musedata": 5.60},
+    "rnn-rbm": {"jsb": 6.27},
+    "rtrbm": {"jsb": 6.35},
+}
+_BL_SOURCE = "Boulanger-Lewandowski, Bengio & Vincent, ICML 2012, Table 1"
+
+
+def _sutskever_bouncing_balls(args: list[str]) -> Protocol:
+    model = args[0] if args else "rtrbm"
+    if model not in ("rtrbm", "trbm") or len(args) > 1:
+        raise UserError("sutskever-bouncing-balls takes at most one argument, the model: rtrbm or trbm")
+    figure = {"rtrbm": 0.007, "trbm": 0.04}[model]
+    return Protocol(
+        name="sutskever-bouncing-balls", model=model, data="bouncing-balls",
+        title=f"{model.upper()} on bouncing balls, Sutskever 2013 thesis §3.10",
+        convention=("next-frame squared error per pixel (mean over test frames 2..T and the 900 pixels), "
+                    "predicting each frame from the true previous ones; 30x30 frames, 3 balls"),
+        settings={"hidden": 400, "preset": "thesis", "cd_steps": 10, "cd_steps_late": 25,
+                  "cd_switch": 0.01,          # CD-10 for the first 1,000 of 100,000 updates, then CD-25
+                  "pretrain_cd": 5, "n_train": 30,   # W from static CD-5 on 30 sequences
+                  "fresh": True, "batch_size": 1, "lr": 0.01, "lr_schedule": "linear",
+                  "eval_every": 5000},
+        steps=100_000,
+        evaluations=(Evaluation("next_frame_mse_per_dim", metric="mse",
+                                published=Published(figure, "Sutskever 2013, PhD thesis, §3.10")),))
+
+
+def _sutskever_mocap(args: list[str]) -> Protocol:
+    model = args[0] if args else "rtrbm"
+    if model not in ("rtrbm", "trbm") or len(args) > 1:
+        raise UserError("sutskever-mocap takes at most one argument, the model: rtrbm or trbm")
+    figure = {"rtrbm": 0.42, "trbm": 0.47}[model]
+    return Protocol(
+        name="sutskever-mocap", model=model, data="mocap-mit", needs_data=True,
+        title=f"{model.upper()} on MIT motion capture, Sutskever 2013 thesis §3.10",
+        convention=("next-frame squared error per dimension on the held-out motion (49 normalised "
+                    "dimensions), each frame predicted from the true previous ones; the thesis warms "
+                    "the state up on a longer prefix, so the figures are close but not identical protocols"),
+        settings={"hidden": 200, "preset": "thesis"},
+        steps=None,
+        evaluations=(Evaluation("next_frame_mse_per_dim", metric="mse",
+                                published=Published(figure, "Sutskever 2013, PhD thesis, §3.10")),))
+
+
+def _bl2012_polyphonic(args: list[str]) -> Protocol:
+    if len(args) != 2:
+        raise UserError("bl2012-polyphonic takes two arguments: DATASET (jsb, piano-midi, nottingham, "
+                        "musedata) and MODEL (rnn-nade, rnn-rbm, rtrbm)")
+    dataset, model = args
+    if dataset not in BL2012_TABLE1["rnn-nade"]:
+        raise UserError(f"unknown dataset {dataset!r} for bl2012-polyphonic; expected jsb, piano-midi, "
+                        "nottingham or musedata")
+    if model not in BL2012_TABLE1:
+        raise UserError(f"unknown model {model!r} for bl2012-polyphonic; expected rnn-nade, rnn-rbm or rtrbm")
+    figure = BL2012_TABLE1[model].get(dataset)
+    settings: dict[str, Any] = {}
+    if dataset != "jsb" and model == "rnn-nade":
+        settings["train_chunk"] = 100     # long pieces: windows of 100 frames (the paper's recipe too)
+    return Protocol(
+        name="bl2012-polyphonic", model=model, data=dataset, needs_data=dataset != "jsb",
+        title=f"{model} on {dataset}, Boulanger-Lewandowski et al. 2012",
+        convention=_POOLED + ("; exact" if model == "rnn-nade" else "; AIS estimate of each step's log Z"),
+        settings=settings,
+        evaluations=(Evaluation("nll_per_frame", published=None if figure is None else
+                                Published(figure, _BL_SOURCE)),))
+
+
+def _dmm_jsb(args: list[str]) -> Protocol:
+    if args:
+        raise UserError("dmm-jsb takes no arguments")
+    return Protocol(
+        name="dmm-jsb", model="vrnn", data="jsb",
+        title="VRNN on JSB chorales against the Deep Markov Model (Krishnan et al. 2017)",
+        convention=_POOLED + "; the ELBO and IWAE-100 are upper bounds on the NLL",
+        evaluations=(
+            Evaluation("nll_per_frame", estimator="elbo",
+                       published=Published(6.926, "Krishnan, Shalit & Sontag 2017, Table 2 (DMM, ELBO)")),
+            Evaluation("nll_per_frame", estimator="iwae", samples=100,
+                       published=Published(6.388, "Krishnan, Shalit & Sontag 2017, Table 2 "
+                                                  "(DMM, importance sampled)")),
+        ))
+
+
+def _fsdd_ctc(args: list[str]) -> Protocol:
+    if args:
+        raise UserError("fsdd-ctc takes no arguments")
+    return Protocol(
+        name="fsdd-ctc", model="ctc", data="fsdd", needs_data=True,
+        title="CTC recogniser on Free Spoken Digit Dataset strings",
+        convention="label error rate: edit distance between decoded and true digit strings over the "
+                   "total number of true labels, test speakers' recordings",
+        evaluations=(Evaluation("ler", metric="ler", goal=0.03),))
+
+
+#: every protocol: name -> (one-line summary, a builder taking the positional arguments)
+PROTOCOLS: dict[str, tuple[str, Callable[[list[str]], Protocol]]] = {
+    "sutskever-bouncing-balls": ("[rtrbm|trbm] thesis §3.10 recipe, 100,000 updates on fresh videos",
+                                 _sutskever_bouncing_balls),
+    "sutskever-mocap": ("[rtrbm|trbm] MIT motion capture, thesis recipe", _sutskever_mocap),
+    "bl2012-polyphonic": ("DATASET MODEL  piano-roll NLL, Boulanger-Lewandowski et al. 2012",
+                          _bl2012_polyphonic),
+    "dmm-jsb": ("VRNN on JSB, ELBO and IWAE against the DMM", _dmm_jsb),
+    "fsdd-ctc": ("CTC on spoken digit strings, label error rate", _fsdd_ctc),
+}
+
+
+def protocol(name: str, args: list[str] | None = None) -> Protocol:
+    """Build protocol ``name`` with its positional arguments (a clear error for unknown ones)."""
+    if name not in PROTOCOLS:
+        raise UserError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}")
+    return PROTOCOLS[name][1](list(args or []))
+
+
+def _run_cli(argv: list[str]) -> str:
+    """Run ``probseq ARGV`` in this process; return its standard output (errors raise)."""
+    from probseq.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        args.func(args)
+    return buffer.getvalue()
+
+
+def reproduce(name: str, args: list[str] | None = None, *, out: str | Path, run: str | Path | None = None,
+              minutes: float | None = None, device: str | None = None, steps: int | None = None,
+              sets: list[str] | None = None, data_file: str | None = None, data_dir: str | None = None,
+              seed: int = 0, threads: int = 0, quiet: bool = True) -> dict[str, Any]:
+    """Run protocol ``name``; return (and write to ``out/result.json``) the comparison.
+
+    Args:
+        out: directory for the run (``out/run``, unless ``run`` is given) and ``result.json``.
+        run: score this existing run directory instead of training.
+        minutes / steps: a time budget / a step count replacing the protocol's (the result is then
+            marked partial unless training ended on its own).
+        sets: extra ``key=value`` options for ``probseq fit`` (after the protocol's own).
+        device: passed to ``probseq fit`` and ``probseq evaluate``.
+    """
+    proto = protocol(name, args)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data_args = (["--data-file", str(data_file)] if data_file else []) + \
+                (["--data-dir", str(data_dir)] if data_dir else [])
+    device_args = ["--device", device] if device else []
+    commands, fit_summary, train_wall = [], None, None
+    if run is None:
+        run = out / "run"
+        settings = {**proto.settings}
+        fit_argv = ["fit", proto.model, "--data", proto.data, *data_args, "--out", str(run),
+                    "--seed", str(seed), *device_args]
+        for key, value in settings.items():
+            fit_argv += ["--set", f"{key}={value}"]
+        for pair in sets or []:
+            fit_argv += ["--set", pair]
+        total = steps if steps is not None else proto.steps
+        if total is not None:
+            fit_argv += ["--steps", str(total)]
+        if minutes is not None:
+            fit_argv += ["--minutes", str(minutes)]
+        if threads:
+            fit_argv += ["--threads", str(threads)]
+        if quiet:
+            fit_argv += ["--quiet"]
+        commands.append("probseq " + shlex.join(fit_argv))
+        started = time.perf_counter()
+        fit_summary = _run_cli(fit_argv).strip()
+        train_wall = time.perf_counter() - started
+    run = Path(run)
+    stop = _stop_event(run)
+    partial = ((steps is not None and steps != proto.steps) or bool(sets)
+               or (stop or {}).get("reason") == "minutes")
+    rows = []
+    for ev in proto.evaluations:
+        argv = ["evaluate", str(run), "--split", "test", "--json", "--metric", ev.metric, *device_args]
+        if ev.estimator:
+            argv += ["--estimator", ev.estimator]
+        if ev.samples:
+            argv += ["--samples", str(ev.samples)]
+        commands.append("probseq " + shlex.join(argv))
+        started = time.perf_counter()
+        result = json.loads(_run_cli(argv).strip().splitlines()[-1])
+        ours = result.get(ev.key)
+        target = ev.published.value if ev.published else ev.goal
+        rows.append({
+            "metric": ev.key, "estimator": result.get("estimator", ev.estimator), "kind": result.get("kind"),
+            "ours": ours, "published": None if ev.published is None else asdict(ev.published),
+            "goal": ev.goal, "gap": None if (ours is None or target is None) else ours - target,
+            "eval_wall_s": round(time.perf_counter() - started, 1), "evaluate": result,
+        })
+    summary = {
+        "protocol": proto.name, "arguments": list(args or []), "title": proto.title,
+        "model": proto.model, "dataset": proto.data, "convention": proto.convention,
+        "settings": proto.settings, "overrides": list(sets or []), "protocol_steps": proto.steps,
+        "partial": bool(partial),
+        "stop": stop, "run_dir": str(run), "train_wall_s": None if train_wall is None else round(train_wall, 1),
+        "fit": fit_summary, "commands": commands, "results": rows,
+    }
+    (out / "result.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def _stop_event(run: Path) -> dict[str, Any] | None:
+    """The last ``stop``/``end`` event of a run's log (why and when training ended)."""
+    path = run / "log.jsonl"
+    if not path.is_file():
+        return None
+    stops, ends = [], []
+    for line in path.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        (stops if event.get("event") == "stop" else ends if event.get("event") == "end" else []).append(event)
+    return (stops or ends or [None])[-1]
+
+
+def format_result(summary: dict[str, Any]) -> str:
+    """Our figure beside the paper's, one line per evaluation, then the convention."""
+    lines = [f"{summary['title']}" + (" (PARTIAL: the protocol did not run to its end)"
+                                       if summary["partial"] else "")]
+    for row in summary["results"]:
+        ours = "n/a" if row["ours"] is None else f"{row['ours']:.4f}"
+        label = f"{row['metric']} [{row['kind'] or row['metric']}, {row['estimator'] or ''}]".replace(", ]", "]")
+        if row["published"]:
+            ref = f"published {row['published']['value']} ({row['published']['source']})"
+        elif row["goal"] is not None:
+            ref = f"goal {row['goal']} (no published figure)"
+        else:
+            ref = "no published figure recorded for this combination"
+        gap = "" if row["gap"] is None else f", ours - reference = {row['gap']:+.4f}"
+        lines.append(f"  {label}: ours {ours}; {ref}{gap}")
+    lines.append(f"  convention: {summary['convention']}")
+    return "\n".join(lines)

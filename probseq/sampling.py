@@ -10,6 +10,14 @@
         stop        ~ Bernoulli(sigmoid(model.stop_logit(state)))  # halting / end-symbol
     until every sequence stopped, reached its length, or reached max_length
 
+**Temperature applies to frames, never to stop decisions.** ``draw_frame`` samples each frame
+from its distribution at ``temperature`` (``P(x_t | .)^{1/T}``, renormalised); the stop draw always
+uses the model's own ``P(stop | history)``. Tempering the halting Bernoulli would not make frames
+cleaner, it would change the length distribution wholesale: a per-step stop probability of 0.05
+becomes 0.00005 at ``T = 0.3`` (samples run to ``max_length``) and 0.27 at ``T = 3``; the length of a
+tempered sample instead follows the model's stopping rule given the tempered frames
+(``tests/test_likelihood_defects.py`` pins this).
+
 The loop is batched over the ``n`` sequences (a stopped sequence keeps being stepped, its frames
 discarded), and reproducible: every random draw goes through ``generator``, which must live on the
 model's device (:func:`probseq.device.generator_for`); the loop's own tensors are made there too.
@@ -54,7 +62,8 @@ def sample_sequences(model, n: int, *, length: int | None = None, max_length: in
         max_length: cap on the total length when the model's length model decides when to stop.
         prefix: ``(1 or n, T_p, *event)`` frames (or a :class:`Batch` of equal lengths) to continue;
             the returned sequences start with it.
-        temperature: > 0; scales the frame distributions' randomness (1 = the model itself).
+        temperature: > 0; scales the frame distributions' randomness (1 = the model itself);
+            stop decisions are not tempered (module docstring).
         generator: the source of randomness; pass a seeded one for reproducible samples.
 
     Returns:

@@ -67,3 +67,24 @@ def test_a_double_precision_model_scores_single_precision_frames(name, hyper):
     assert torch.isfinite(model.loss(batch))
     assert model.predict_next(batch).dtype == torch.float64
     assert model.frames_of(batch).dtype == torch.float64
+
+
+def test_temperature_tempers_frames_but_not_stop_decisions():
+    """A GRU whose halting unit always says P(stop) = 0.3: the sampled lengths are geometric with
+    mean 1/0.3 at every temperature (tempering the stop logit at T = 0.2 would give a mean near 70),
+    while the frames do change with the temperature. Seeded; the mean of 3000 geometric lengths has
+    a standard error of 0.035, so the 0.25 tolerance fails with probability below 1e-12."""
+    torch.manual_seed(0)
+    model = build_model("gru", SPEC, {"hidden": 4, "length": "halting"}).eval()
+    with torch.no_grad():
+        model.readout.weight[-1].zero_()
+        model.readout.bias[-1] = math.log(0.3 / 0.7)
+    means, ones = {}, {}
+    for temperature in (0.2, 1.0, 3.0):
+        samples = model.sample(3000, max_length=200, temperature=temperature,
+                               generator=torch.Generator().manual_seed(1))
+        means[temperature] = float(samples.lengths.double().mean())
+        ones[temperature] = float(samples.values[samples.mask].mean())
+    for temperature, mean in means.items():
+        assert abs(mean - 1 / 0.3) < 0.25, means
+    assert abs(ones[0.2] - ones[3.0]) > 0.02, ones     # the frames themselves are tempered

@@ -179,3 +179,21 @@ def test_hessian_free_trains_rnn_nade_through_its_bernoulli_conditionals(one_thr
         closure_step(opt, model, batch, generator=torch.Generator().manual_seed(0), opts={})
     with torch.no_grad():
         assert float(model.loss(batch)) < before
+
+
+@pytest.mark.slow
+def test_cli_fits_an_rnn_on_jsb_with_hessian_free(tmp_path, one_thread):
+    """The issue's check, `probseq fit rnn --data jsb --set optimizer=hf --steps 3` (a few seconds
+    on an idle machine; the toy-data test above is the fast version)."""
+    run = tmp_path / "hf"
+    assert main(["fit", "rnn", "--data", "jsb", "--steps", "3", "--quiet", "--set", "optimizer=hf",
+                 "--set", "hidden=8", "--set", "hf_cg_iters=10", "--set", "batch_size=16",
+                 "--set", "log_every=1", "--out", str(run)]) == 0
+    losses = _train_losses(run)
+    assert len(losses) == 3 and losses[-1] < losses[0]
+
+
+def test_echo_state_needs_a_recurrent_layer():
+    model = build_model("independent", DataSpec("binary", 3), {})
+    with pytest.raises(UserError, match="echo_state"):
+        apply_initialisation(model, "echo_state", seed=0)

@@ -103,6 +103,7 @@ def apply_initialisation(model: nn.Module, scheme: str, *, seed: int = 0, nonzer
                 module.bias.zero_()
             touched += 1
     if touched == 0:
-        raise UserError(f"init={scheme} found no linear or recurrent layer in model "
-                        f"{getattr(model, 'name', type(model).__name__)!r}")
+        needs = "an nn.RNN, nn.GRU or nn.LSTM layer" if scheme == "echo_state" else "a linear or recurrent layer"
+        raise UserError(f"init={scheme} needs {needs}; model "
+                        f"{getattr(model, 'name', type(model).__name__)!r} has none")
     return touched

@@ -68,20 +68,20 @@ def annealing_schedule(steps: int, *, dtype: torch.dtype = torch.float64) -> Ten
     if steps < 1:
         raise UserError(f"annealing needs at least one intermediate distribution, got {steps}")
     if steps < 10:
-        return torch.linspace(0.0, 1.0, steps + 1, dtype=dtype)
+        return torch.linspace(0.0, 1.0, steps + 1, dtype=dtype, device="cpu")
     total = sum(n for _, n in _SM_PIECES)
     counts = [max(1, round(steps * n / total)) for _, n in _SM_PIECES[:-1]]
     counts.append(steps - sum(counts))
-    pieces, start = [torch.zeros(1, dtype=dtype)], 0.0
+    pieces, start = [torch.zeros(1, dtype=dtype, device="cpu")], 0.0
     for (end, _), count in zip(_SM_PIECES, counts):
-        pieces.append(torch.linspace(start, end, count + 1, dtype=dtype)[1:])
+        pieces.append(torch.linspace(start, end, count + 1, dtype=dtype, device="cpu")[1:])
         start = end
     return torch.cat(pieces)
 
 
 def check_schedule(betas: Tensor) -> Tensor:
     """``betas`` as float64 after checking it increases strictly from 0 to 1."""
-    betas = torch.as_tensor(betas, dtype=torch.float64).cpu()
+    betas = torch.as_tensor(betas, dtype=torch.float64, device="cpu")   # Python scalars: on the CPU
     if betas.dim() != 1 or len(betas) < 2 or float(betas[0]) != 0.0 or float(betas[-1]) != 1.0 \
             or bool((betas.diff() <= 0).any()):
         raise UserError("an annealing schedule must increase strictly from 0 to 1")

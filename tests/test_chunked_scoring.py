@@ -218,3 +218,16 @@ def test_cli_frame_budget_gives_the_same_numbers(tmp_path, capsys):
         results["0", "mse"]["next_frame_mse_per_dim"], rel=1e-6)
     assert main(["evaluate", str(out), "--frame-budget", "-1"]) == 2
     assert "frame budget" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", [n for n in model_names() if model_class(n).supports_time_windows])
+def test_every_windowed_model_in_the_registry(name, float64):
+    """Every registered model that declares time windows, on its contract example."""
+    example = model_class(name).contract_example
+    model = _model(name, example["spec"], example["hyper"])
+    examples = _examples(example["spec"], lengths=[6, 2, 9, 4])
+    whole = score_split(model, examples, frame_budget=None)
+    if whole.kind != "exact":
+        pytest.skip(f"{name}'s default estimator is stochastic ({whole.estimator})")
+    chunked = score_split(model, examples, frame_budget=3, batch_size=2)
+    np.testing.assert_allclose(chunked.nll, whole.nll, rtol=1e-10, atol=1e-10)

@@ -243,3 +243,13 @@ def test_fresh_bouncing_balls_are_new_on_every_step_and_repeatable(tmp_path):
     for values in seen:
         assert not any(torch.equal(v, t) for v in values for t in train)
     assert not torch.equal(seen[0], seen[1]) and not math.isnan(float(seen[2].sum()))
+
+
+def test_a_fixed_length_linear_recipe_is_never_stopped_early(tmp_path):
+    model = _scored_by(_model(), lambda batch: 1.0)        # validation never improves
+    summary = fit(model, _dataset(), tmp_path, steps=12, progress=False,
+                  options={"batch_size": 4, "eval_every": 1, "patience": 2, "decay_patience": 1,
+                           "lr_schedule": "linear", "lr": 0.01, "log_every": 1})
+    assert summary.steps == 12 and summary.stop_reason == "steps" and not _events(tmp_path, "lr_decay")
+    lrs = [e["lr"] for e in _events(tmp_path, "train")]
+    assert lrs == pytest.approx([0.01 * (1 - s / 12) for s in range(12)])

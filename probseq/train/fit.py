@@ -15,7 +15,8 @@ for RBMs, the negative ELBO for latent-variable models) with:
   wall-clock budget ``minutes`` spent (then one last validation, so the budget never discards the
   progress since the previous one). With neither ``steps`` nor ``epochs`` a run trains until
   validation stops improving — except without a validation split, or with the ``linear`` schedule
-  (which needs a last step), where it trains for 10 epochs;
+  (which needs a last step), where it trains for 10 epochs. The linear schedule is a fixed-length
+  recipe: under it validation selects weights but never decays the rate or stops the run early;
 * what each step trains on comes from :mod:`probseq.train.data_order`: shuffled whole sequences,
   random windows of long ones (``train_chunk``), transposed piano rolls (``transpose``), or freshly
   generated sequences (``fresh``), all a pure function of the seed and the position;
@@ -215,6 +216,9 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
     total_for_schedules = steps or NOMINAL_EPOCHS * per_epoch
     budget_s = None if minutes is None else 60.0 * float(minutes)
     eval_every = int(opts["eval_every"])
+    # a schedule that decays to 0 at the last step is a fixed-length recipe (the thesis presets):
+    # validation only selects weights; it never decays the rate or stops the run early
+    fixed_length = opts["lr_schedule"] == "linear"
     base_lr, lr_decay = float(opts["lr"]), float(opts["lr_decay"])
     optimizer = _make_optimizer(model, opts)
     loss_gen = generator_for(model, seed + 1)
@@ -284,7 +288,7 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
                 extra = model.diagnostics(model.collate(valid[:batch_size]))
         decays = state.plateau.decays
         improved = state.plateau.update(score, state.step, min_delta=float(opts["min_delta"]),
-                                        decay_patience=int(opts["decay_patience"]))
+                                        decay_patience=0 if fixed_length else int(opts["decay_patience"]))
         log(event="valid", valid_loss=score, elapsed_s=round(elapsed(), 1), **extra)
         if state.plateau.decays > decays:
             log(event="lr_decay", lr=base_lr * state.plateau.scale(lr_decay))
@@ -349,7 +353,7 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
             out_of_time = budget_s is not None and bool(job.broadcast_value(elapsed() >= budget_s))
             if (end_of_epoch if eval_every == 0 else state.step % eval_every == 0) or last_step or out_of_time:
                 last_valid = validate()
-                if last_valid is not None:
+                if last_valid is not None and not fixed_length:
                     state.stop_reason = state.plateau.should_stop(
                         patience=int(opts["patience"]), lr=base_lr, lr_decay=lr_decay,
                         min_lr=float(opts["min_lr"]))

@@ -23,7 +23,7 @@ import torch
 from probseq.data.registry import load_dataset
 from probseq.evaluate.scoring import score_split
 from probseq.models.registry import build_model
-from probseq.train.fit import fit
+from probseq import fit  # probseq.fit, the library trainer
 
 
 def main(args) -> list[dict]:

@@ -27,7 +27,7 @@ import torch
 from probseq.data.registry import load_dataset
 from probseq.evaluate.scoring import score_split
 from probseq.models.registry import build_model
-from probseq.train.fit import fit
+from probseq import fit  # probseq.fit, the library trainer
 
 #: see benchmarks/RESULTS.md for the provenance (and its caveat) of these reference rows
 REFERENCE_LL = {"rnn-rbm": -7.27, "rtrbm": -6.35}

@@ -207,7 +207,8 @@ def _run_cli(argv: list[str]) -> str:
 def reproduce(name: str, args: list[str] | None = None, *, out: str | Path, run: str | Path | None = None,
               minutes: float | None = None, device: str | None = None, steps: int | None = None,
               sets: list[str] | None = None, data_file: str | None = None, data_dir: str | None = None,
-              seed: int = 0, threads: int = 0, quiet: bool = True) -> dict[str, Any]:
+              seed: int = 0, threads: int = 0, quiet: bool = True,
+              samples: int | None = None) -> dict[str, Any]:
     """Run protocol ``name``; return (and write to ``out/result.json``) the comparison.
 
     Args:
@@ -217,6 +218,7 @@ def reproduce(name: str, args: list[str] | None = None, *, out: str | Path, run:
             marked partial unless training ended on its own).
         sets: extra ``key=value`` options for ``probseq fit`` (after the protocol's own).
         device: passed to ``probseq fit`` and ``probseq evaluate``.
+        samples: replaces the protocol's number of samples for its sampled estimators (IWAE-k).
     """
     proto = protocol(name, args)
     out = Path(out)
@@ -257,7 +259,7 @@ def reproduce(name: str, args: list[str] | None = None, *, out: str | Path, run:
         if ev.estimator:
             argv += ["--estimator", ev.estimator]
         if ev.samples:
-            argv += ["--samples", str(ev.samples)]
+            argv += ["--samples", str(samples or ev.samples)]
         commands.append("probseq " + shlex.join(argv))
         started = time.perf_counter()
         result = json.loads(_run_cli(argv).strip().splitlines()[-1])

@@ -36,7 +36,9 @@ expectations by CD estimates; ``tests/test_rtrbm.py`` checks the equations above
 hand against it (and, with exact expectations, against autograd of the exact likelihood).
 
 **Likelihood**: ``sum_t [-F_t(v_t) - log Z_t]``, with every step's ``log Z_t`` exact (tiny models) or
-by AIS batched over all time steps; kind ``estimate`` with a standard error for AIS.
+by AIS batched over all time steps (kind ``estimate``, biased upward); ``--estimator raise``
+estimates every ``log P_t(v_t)`` by reverse annealing instead (kind ``estimate``, biased downward),
+so the two bracket the log-likelihood (:mod:`probseq.likelihood`).
 
 **Prediction** (``predict_next``): for step ``t``, ``c_t`` from the data ``v_{<t}``, then an
 estimate of ``E[v_t]`` under that step's RBM: by default (``predict=gibbs``) the average of
@@ -68,8 +70,10 @@ from probseq.errors import UserError
 from probseq.frames.rbm import MEAN_METHODS, RBM, check_scorable_frames, expected_visible
 from probseq.lengths import make_length_model
 from probseq.models._autoregressive import delay_taps, resolve_sample_visible, start_from_autoregression
-from probseq.models._rbm_common import (estimator_label, initialise_from_frames, prediction_loss,
-                                        resolve_estimator, sequence_log_prob, thesis_cd_steps)
+from probseq.models._rbm_common import (VALIDATION_HYPERPARAMETERS, check_validation_criterion,
+                                        estimator_label, initialise_from_frames, likelihood_kind,
+                                        likelihood_validation_loss, prediction_loss, resolve_estimator,
+                                        scores_likelihood, sequence_log_prob, thesis_cd_steps)
 from probseq.models.base import LogProb, SequenceModel
 from probseq.models.registry import register_model
 
@@ -105,12 +109,15 @@ class RTRBM(SequenceModel):
         visibles. init_std: weight initialisation. preset: ``none | thesis``. cd_steps_late /
         cd_switch: the thesis CD-k switch. pretrain_steps: static CD pre-training minibatches
         (``None``: 2000 with ``preset=thesis``, else 0). pretrain_cd: its ``k``.
-        length: ``none | halting`` (a halting unit read from ``r_t``).
+        length: ``none | halting`` (a halting unit read from ``r_t``). valid_criterion
+        (``auto | nll | prediction``), valid_chains, valid_ais_steps, valid_seed: what
+        :meth:`validation_loss` measures (``auto``: the AIS-estimated NLL for 0/1 frames, else the
+        next-frame prediction score).
     """
 
     name = "rtrbm"
     likelihood_kind = "estimate"
-    estimators = ("ais", "exact")
+    estimators = ("ais", "raise", "exact")
     data_kinds = ("binary", "real")
     hyperparameters: ClassVar[dict[str, Any]] = {
         "hidden": 100, "cd_steps": 10, "sample_steps": 100, "mean_field_steps": 20,
@@ -119,18 +126,19 @@ class RTRBM(SequenceModel):
         "sigma": None, "learn_sigma": False, "init_std": 0.01,
         "preset": "none", "cd_steps_late": 25, "cd_switch": 0.5,
         "pretrain_steps": None, "pretrain_cd": 5, "pretrain_lr": 0.01,
-        "length": "none", "max_length": 1000,
+        "length": "none", "max_length": 1000, **VALIDATION_HYPERPARAMETERS,
         "delay": None, "vv": True, "vh": True, "ar_init": None, "sample_visible": "auto",
     }
-    #: the final weights, not the best by the next-frame validation proxy: on JSB the proxy's best
-    #: step scored 8.47 nats/frame by AIS and the last of 8000 steps 6.30 (benchmarks/RESULTS.md)
-    training_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "keep": "last", "patience": 0}
+    #: the trainer's keep=best, now by the AIS-estimated validation NLL (validation_loss): the
+    #: next-frame proxy used before picked a far worse step (8.47 vs 6.30 nats/frame on JSB)
+    training_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3}
     contract_example = {"spec": DataSpec("binary", 4),
                         "hyper": {"hidden": 3, "cd_steps": 2, "sample_steps": 5, "length": "halting"}}
 
     def __init__(self, spec: DataSpec, **hyper: Any) -> None:
         super().__init__(spec, **hyper)
         cfg = self.config
+        check_validation_criterion(cfg)
         if cfg["preset"] not in PRESETS:
             raise UserError(f"unknown preset {cfg['preset']!r}; expected one of {', '.join(PRESETS)}")
         if cfg["predict"] not in MEAN_METHODS:
@@ -177,8 +185,8 @@ class RTRBM(SequenceModel):
 
     # ---------------------------------------------------------------- the mean-field recursion
     def _frames(self, batch: Batch) -> Tensor:
-        """The zero-padded frames in the model's floating-point type."""
-        return batch.padded_with_zeros().to(self.rbm.weight.dtype)
+        """The zero-padded frames in the model's floating-point type (:meth:`frames_of`)."""
+        return self.frames_of(batch)
 
     def hidden_biases(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The step RBMs' hidden biases ``c_t`` and the states ``r_t`` for frames ``x`` ``(B, T, D)``.
@@ -230,7 +238,7 @@ class RTRBM(SequenceModel):
 
     def log_prob(self, batch: Batch, *, estimator: str | None = None, samples: int | None = None,
                  generator: torch.Generator | None = None, ais_steps: int | None = None) -> LogProb:
-        """``log P(v_{1:T})`` (plus the length term); ``samples`` = AIS chains, ``ais_steps`` = intermediate distributions."""
+        """``log P(v_{1:T})`` (plus the length term); ``samples`` = AIS/RAISE chains, ``ais_steps`` = intermediate distributions."""
         method = self.check_estimator(estimator)
         self.validate_batch(batch)
         self.rbm_frame_check(batch)
@@ -241,8 +249,8 @@ class RTRBM(SequenceModel):
         values, stderr = sequence_log_prob(self.rbm, x, self.visible_biases(x), c, batch.mask,
                                            method=method, chains=chains, steps=steps, generator=generator)
         values = values + self._length_log_prob(batch, r)
-        return LogProb(values, "exact" if method == "exact" else "estimate",
-                       estimator_label(method, chains, steps), stderr)
+        return LogProb(values, likelihood_kind(method), estimator_label(method, chains, steps), stderr,
+                       length_included=self.length_model.models_length)
 
     def rbm_frame_check(self, batch: Batch) -> None:
         """Binary data must be 0/1 and every frame finite (checked on the real frames only)."""
@@ -267,7 +275,12 @@ class RTRBM(SequenceModel):
         self.cd_steps = thesis_cd_steps(self.config, step, total_steps, self.cd_steps)
 
     def validation_loss(self, batch: Batch) -> float:
-        """Cross-entropy (binary) or squared error (real) of the mean-field next-frame predictions, per frame."""
+        """The estimated NLL per frame where the frames have a likelihood
+        (:func:`~probseq.models._rbm_common.likelihood_validation_loss`: AIS, few chains, fixed seed),
+        else the cross-entropy (binary) or squared error (real) of the mean-field next-frame
+        predictions, per frame (``valid_criterion``)."""
+        if scores_likelihood(self, self.rbm, batch):
+            return likelihood_validation_loss(self, batch)
         with torch.no_grad():
             x = self._frames(batch)
             c, r = self.hidden_biases(x)

@@ -34,22 +34,13 @@ visibles), ``dB_k = sum_t (\\bar h_t - \\tilde h_t) \\bar h_{t-k}^T``,
 and the usual RBM terms for ``W``, ``b_V``, ``b_H``. ``tests/test_trbm.py`` checks these written
 out by hand against the autograd gradient.
 
-**Likelihood.** What ``log_prob`` returns must be named exactly. Estimators:
-
-``exact`` / ``ais`` (default: ``exact`` when the smaller RBM layer has at most
-``exact_max_units`` units, else ``ais``)
-    ``log Q(v_{1:T}) = sum_t [-F_t(v_t) - log Z_t]`` with the biases ``(b_t, \\bar c_t)`` of the
-    *filtered* conditional RBMs; ``log Z_t`` is enumerated (``exact``) or AIS-estimated per step
-    (``ais``, batched over every step, with the standard error ``sqrt(sum_t se_t^2)``).
-    ``Q`` is a proper distribution over sequences (each factor is normalised given the past), but
-    it is the filtering approximation, **not** the TRBM's marginal ``P(v_{1:T})``; so the kind is
-    always ``estimate``, even when every ``log Z_t`` is exact.
-``is`` (``--samples K``, tiny models only)
-    Sequential importance sampling of the TRBM's own marginal: ``K`` hidden trajectories from
-    ``q(h_{1:T} | v) = prod_t P(h_t | v_t, v_{<t}, h_{<t})`` (each factorial), weights
-    ``w = prod_t P(v_t | v_{<t}, h_{<t})`` (exact per-step ``Z``), and
-    ``log mean_k w_k``: ``mean_k w_k`` is unbiased for ``P(v_{1:T})``, so its log is a stochastic
-    lower bound (kind ``bound``, Jensen), with the delta-method standard error.
+**Likelihood** (:mod:`probseq.models._trbm_likelihood`). What ``log_prob`` returns must be named
+exactly. ``ais`` (the default; ``is`` for tiny models), ``raise`` and ``is`` estimate the TRBM's
+own ``log P(v_{1:T})`` by importance sampling over hidden trajectories, with each step's
+``log P(v_t | .)`` from AIS (no known bias direction), RAISE (biased downward) or enumeration (a
+stochastic lower bound). ``filtered`` scores the mean-field filtering distribution
+``Q(v_{1:T}) = prod_t P(v_t | b_t, \\bar c_t)``, a proper distribution but **not** ``P``: kind
+``approximation``, never reported as an estimate of ``log P``.
 
 **Prediction** (``predict_next``, ``--metric mse``): for frame ``t``, the biases ``(b_t, \\bar c_t)``
 from the data ``v_{<t}`` and the filtered means ``\\bar h_{<t}``, then the damped mean-field
@@ -90,6 +81,7 @@ from probseq.frames.rbm import RBM, check_scorable_frames
 from probseq.models._autoregressive import resolve_sample_visible, start_from_autoregression
 from probseq.models._rbm_common import (estimator_label, initialise_from_frames, prediction_loss,
                                         resolve_estimator, sequence_log_prob, thesis_cd_steps)
+from probseq.models._trbm_likelihood import TRBM_ESTIMATORS, default_trbm_estimator, trbm_log_prob
 from probseq.models.base import LogProb, SequenceModel
 from probseq.models.registry import register_model
 
@@ -129,7 +121,7 @@ class TRBM(SequenceModel):
 
     name = "trbm"
     likelihood_kind = "estimate"
-    estimators = ("ais", "exact", "is")
+    estimators = TRBM_ESTIMATORS
     data_kinds = ("binary", "real")
     hyperparameters: ClassVar[dict[str, Any]] = {
         "hidden": 100, "delay": None, "vv": True, "vh": True, "hh": True,
@@ -179,6 +171,8 @@ class TRBM(SequenceModel):
         self.initial_hidden = nn.Parameter(torch.zeros(m, h)) if self.use_hh else None
         self.cd_steps = int(cfg["cd_steps"])
         self.exact_by_default = self.rbm.exact_units() <= int(cfg["exact_max_units"])
+        #: the default estimator's kind: ``is`` (a bound) for tiny models, else ``ais`` (an estimate)
+        self.likelihood_kind = "bound" if self.exact_by_default else "estimate"
         if cfg["preset"] == "thesis":
             self.training_defaults = dict(_THESIS_TRAINING)
         elif real:
@@ -238,6 +232,8 @@ class TRBM(SequenceModel):
 
     # ---------------------------------------------------------------- likelihood
     def check_estimator(self, estimator: str | None) -> str:
+        if estimator is None:
+            return default_trbm_estimator(self.exact_by_default)
         return resolve_estimator(self, estimator, self.exact_by_default)
 
     def _check_frames(self, batch: Batch) -> None:
@@ -246,57 +242,18 @@ class TRBM(SequenceModel):
 
     def log_prob(self, batch: Batch, *, estimator: str | None = None, samples: int | None = None,
                  generator: torch.Generator | None = None, ais_steps: int | None = None) -> LogProb:
-        """See the module docstring: ``exact``/``ais`` score the filtering approximation ``Q``, ``is`` the TRBM."""
+        """``log P(v_{1:T})`` by ``ais``/``raise``/``is``, or the filtering approximation ``filtered``
+        (:mod:`probseq.models._trbm_likelihood`); ``samples``: hidden trajectories (chains for ``filtered``)."""
         method = self.check_estimator(estimator)
         self._check_frames(batch)
-        x = batch.padded_with_zeros()
-        if method == "is":
-            return self._importance_log_prob(batch, x, int(samples or 100), generator)
-        chains = int(samples or self.config["ais_chains"])
-        steps = int(ais_steps or self.config["ais_steps"])
-        with torch.no_grad():
-            vb, c, _ = self.filter(x)
-            values, stderr = sequence_log_prob(self.rbm, x, vb, c, batch.mask, method=method,
-                                               chains=chains, steps=steps, generator=generator)
-        return LogProb(values, "estimate", "filtered-" + estimator_label(method, chains, steps), stderr)
-
-    @torch.no_grad()
-    def _importance_log_prob(self, batch: Batch, x: Tensor, particles: int,
-                             generator: torch.Generator | None) -> LogProb:
-        from probseq.estimators.ais import log_mean_exp_with_stderr
-
-        if not self.exact_by_default:
-            raise UserError("the is estimator needs exact per-step log-partitions; this TRBM is too "
-                            f"large (more than {self.config['exact_max_units']} units to enumerate)")
-        if particles < 2:
-            raise UserError(f"importance sampling needs at least 2 samples, got {particles}")
-        n, steps, _ = x.shape
-        xs = x.repeat(particles, 1, 1)                                      # (K B, T, D)
-        vtaps = self._taps(xs, self.initial_visible) if self.initial_visible is not None else None
-        vb, static_c = self._visible_part(vtaps)
-        static_c = static_c.expand(xs.shape[0], steps, -1)
-        drive = self.rbm._scaled(xs) @ self.rbm.weight
-        if self.hh_weight is None:
-            c = static_c
-        else:
-            history = list(self._initial_hidden_states().expand(xs.shape[0], -1, -1).unbind(1))
-            biases = []
-            for s_t, d_t in zip(static_c.unbind(1), drive.unbind(1)):
-                c_t = s_t + torch.cat(history, -1) @ self.hh_weight.t()
-                biases.append(c_t)
-                h_t = torch.bernoulli(torch.sigmoid(d_t + c_t), generator=generator)
-                history = [h_t] + history[:-1]
-            c = torch.stack(biases, 1)
-        log_w, _ = sequence_log_prob(self.rbm, xs, vb, c, batch.mask.repeat(particles, 1),
-                                     method="exact", chains=0, steps=0, generator=None)
-        value, stderr, _ = log_mean_exp_with_stderr(log_w.reshape(particles, n).to(torch.float64), 0)
-        return LogProb(value.to(x.dtype), "bound", f"is-{particles}", stderr.to(x.dtype))
+        return trbm_log_prob(self, batch, self.frames_of(batch), method, samples=samples, generator=generator,
+                             ais_steps=ais_steps)
 
     # ---------------------------------------------------------------- training
     def loss(self, batch: Batch, *, generator: torch.Generator | None = None) -> Tensor:
         """The CD-k surrogate per frame of every filtered conditional RBM (filtered means detached)."""
         self.validate_batch(batch)
-        x = batch.padded_with_zeros()
+        x = self.frames_of(batch)
         mask = batch.mask
         vb, c, _ = self.filter(x)
         vb_real = vb[mask] if vb.dim() > 1 else vb
@@ -310,7 +267,7 @@ class TRBM(SequenceModel):
     def validation_loss(self, batch: Batch) -> float:
         """Squared error (real) or cross-entropy (binary) of the next-frame predictions, per frame."""
         with torch.no_grad():
-            x = batch.padded_with_zeros()
+            x = self.frames_of(batch)
             return float(prediction_loss(self.rbm, x, self._predict(x), batch.mask))
 
     def prepare(self, dataset: Any) -> None:
@@ -335,7 +292,7 @@ class TRBM(SequenceModel):
         """Mean-field ``E[v_t]`` of the filtered conditional RBM of step ``t`` (module docstring)."""
         self.validate_batch(batch)
         with torch.no_grad():
-            return self._predict(batch.padded_with_zeros())
+            return self._predict(self.frames_of(batch))
 
     @torch.no_grad()
     def denoise(self, noisy: Tensor) -> Tensor:
@@ -359,7 +316,7 @@ class TRBM(SequenceModel):
     def filtered_hidden(self, batch: Batch) -> list[Tensor]:
         """The filtered means ``hbar`` of each sequence, ``(T_i, H)`` (the data for a stacked layer)."""
         self.validate_batch(batch)
-        _, _, hbar = self.filter(batch.padded_with_zeros())
+        _, _, hbar = self.filter(self.frames_of(batch))
         return [hbar[i, : int(n)] for i, n in enumerate(batch.lengths)]
 
     # ---------------------------------------------------------------- sampling hooks

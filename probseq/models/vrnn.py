@@ -247,7 +247,9 @@ class VRNN(SequenceModel):
         "length": "none", "max_length": 1000,
         "kl_schedule": "linear", "kl_warmup": 0.0, "kl_start": 0.0, "free_bits": 0.0,
     }
-    training_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "clip": 10.0}
+    #: Adam 1e-3, clip 10, minibatches of 16, stop after 15 validations without improvement (the
+    #: settings of the JSB runs in benchmarks/RESULTS.md, issue 5; docs/training.md)
+    training_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "clip": 10.0, "batch_size": 16, "patience": 15}
     contract_example = {"spec": DataSpec("binary", 4),
                         "hyper": {"hidden": 6, "latent": 2, "features": 5, "length": "halting"}}
     #: default number of draws per estimator when ``samples`` is not given

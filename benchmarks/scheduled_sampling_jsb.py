@@ -32,6 +32,10 @@ def main(args) -> list[dict]:
     lowest = int(data.meta.get("lowest_note", 21))
     windows = [(0, None), (0, args.length // 4), (args.length - args.length // 4, args.length)]
     rows = []
+    floor = drift_statistics(data.split("train"), test, lowest_note=lowest)   # the sampling noise floor
+    floor = {"run": "training chorales (not a model)", **floor}
+    print(json.dumps(floor), flush=True)
+    rows.append(floor)
     for run in args.runs:
         started = time.perf_counter()
         model, info = load_run(run)

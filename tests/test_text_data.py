@@ -76,7 +76,7 @@ def test_fit_evaluate_in_bits_and_continue_a_phrase(tmp_path, capsys):
     prime.write_text("And God said\n")
     assert main(["sample", str(run), "--prime", str(prime), "--length", "40"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("And God said") and len(out.rstrip("\n")) == 40
+    assert out.startswith("And God said") and len(out) == 40 + 1   # 40 characters and print's newline
     txt = tmp_path / "s.txt"
     assert main(["sample", str(run), "-n", "2", "--length", "30", "--out", str(txt)]) == 0
-    assert len(txt.read_text(encoding="utf-8").split("\n\n")) == 2
+    assert len(txt.read_text(encoding="utf-8")) == 30 + 2 + 30 + 1   # two samples, a blank line between

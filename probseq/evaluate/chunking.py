@@ -187,12 +187,13 @@ def bounded_validation_loss(model, examples: list[Any], *, batch_size: int,
 
     Models whose validation score is their exact NLL (``validation_is_nll``) are scored by
     :func:`score_batches` (time windows where supported); the others' ``validation_loss`` is
-    averaged over batches packed to the budget, weighted by frames. Restores the training mode.
+    averaged over batches packed to the budget, weighted by frames (so is an instance whose
+    ``validation_loss`` was replaced, e.g. by a test). Restores the training mode.
     """
     was_training = model.training
     model.eval()
     try:
-        if getattr(model, "validation_is_nll", False):
+        if getattr(model, "validation_is_nll", False) and "validation_loss" not in vars(model):
             nll = frames = 0.0
             for scores in score_batches(model, examples, batch_size=batch_size, frame_budget=frame_budget,
                                         generator=torch.Generator().manual_seed(0)):

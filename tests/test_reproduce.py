@@ -68,3 +68,21 @@ def test_a_tiny_thesis_bouncing_balls_run_uses_fresh_sequences(tmp_path, capsys,
     run = json.loads((out / "run" / "run.json").read_text())
     assert run["training"]["fresh"] is True and run["training"]["lr_schedule"] == "linear"
     assert run["dataset"]["options"]["n_train"] == 30
+
+
+def test_the_bouncing_balls_benchmark_script_runs_through_probseq_reproduce(tmp_path, one_thread):
+    """``benchmarks/bouncing_balls.py`` stays runnable (tiny sizes; the numbers are meaningless)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bouncing_balls.py"
+    spec = importlib.util.spec_from_file_location("bouncing_balls_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tiny = ["hidden=4", "size=5", "n_frames=5", "n_valid=2", "n_test=2", "pretrain_steps=1",
+            "predict_chains=2", "predict_steps=2"]
+    args = module.parse_args(["--model", "rtrbm", "--steps", "2", "--work", str(tmp_path / "w"),
+                              "--out", str(tmp_path / "r.json")] + sum((["--set", s] for s in tiny), []))
+    result = module.main(args)
+    assert result["model"] == "rtrbm" and result["results"][0]["published"]["value"] == 0.007
+    assert json.loads((tmp_path / "r.json").read_text())["partial"] is True

@@ -135,9 +135,7 @@ def _bl2012_polyphonic(args: list[str]) -> Protocol:
     if model not in BL2012_TABLE1:
         raise UserError(f"unknown model {model!r} for bl2012-polyphonic; expected rnn-nade, rnn-rbm or rtrbm")
     figure = BL2012_TABLE1[model].get(dataset)
-    settings: dict[str, Any] = {}
-    if dataset != "jsb" and model == "rnn-nade":
-        settings["train_chunk"] = 100     # long pieces: windows of 100 frames (the paper's recipe too)
+    settings: dict[str, Any] = {}        # the model's own recipe, unchanged on every set
     return Protocol(
         name="bl2012-polyphonic", model=model, data=dataset, needs_data=dataset != "jsb",
         title=f"{model} on {dataset}, Boulanger-Lewandowski et al. 2012",

@@ -36,7 +36,9 @@ def _route_options(model_cls, dataset_name: str, options: dict[str, str]):
     from probseq.train.fit import TRAINING_DEFAULTS
 
     loader = {d.name: d.loader for d in dataset_infos()}.get(dataset_name)
-    loader_params = set(inspect.signature(loader).parameters) - {"data_file", "data_dir"} if loader else set()
+    loader_params = ({name for name, p in inspect.signature(loader).parameters.items()
+                      if p.kind is not inspect.Parameter.VAR_KEYWORD} - {"data_file", "data_dir"}
+                     if loader else set())
     training_keys = set(TRAINING_DEFAULTS) | set(getattr(model_cls, "training_defaults", {}))
     model_opts, train_opts, data_opts = {}, {}, {}
     for key, value in options.items():

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from probseq.data.window import iterate_windows, sort_by_length
+from probseq.device import generator_for
 from probseq.errors import UserError
 
 __all__ = ["DEFAULT_FRAME_BUDGET", "resolve_frame_budget", "example_frames", "plan_batches", "BatchScores", "score_batches",
@@ -196,7 +197,7 @@ def bounded_validation_loss(model, examples: list[Any], *, batch_size: int,
         if getattr(model, "validation_is_nll", False) and "validation_loss" not in vars(model):
             nll = frames = 0.0
             for scores in score_batches(model, examples, batch_size=batch_size, frame_budget=frame_budget,
-                                        generator=torch.Generator().manual_seed(0)):
+                                        generator=generator_for(model, 0)):
                 nll -= float(scores.values.sum())
                 frames += float(scores.frames.sum())
             return nll / max(frames, 1.0)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from probseq.device import generator_for
 from probseq.evaluate.chunking import DEFAULT_FRAME_BUDGET, score_batches
 from probseq.likelihood import likelihood_labels
 
@@ -69,7 +70,7 @@ def score_split(model, examples: list[Any], *, estimator: str | None = None, sam
 
     ``progress``: a tqdm bar over the minibatches (on stderr), for estimators that take minutes.
     """
-    generator = generator or torch.Generator().manual_seed(0)
+    generator = generator or generator_for(model, 0)
     n = len(examples)
     nll, frames = np.full(n, np.nan), np.zeros(n)
     errs: np.ndarray | None = np.zeros(n)

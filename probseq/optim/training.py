@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from probseq.device import generator_for
 from probseq.errors import UserError
 from probseq.optim.curvature import CurvatureOutputs
 from probseq.optim.hessian_free import HessianFree
@@ -125,7 +126,7 @@ def _curvature(model, batch, seed: int) -> CurvatureOutputs:
     hook = getattr(model, "curvature_outputs", None)
     if hook is not None:
         return hook(batch)
-    return parameter_space_outputs(model, batch, torch.Generator().manual_seed(seed))
+    return parameter_space_outputs(model, batch, generator_for(model, seed))
 
 
 def _replaying(fn, seed: int):

@@ -197,3 +197,22 @@ def test_echo_state_needs_a_recurrent_layer():
     model = build_model("independent", DataSpec("binary", 3), {})
     with pytest.raises(UserError, match="echo_state"):
         apply_initialisation(model, "echo_state", seed=0)
+
+
+@pytest.mark.parametrize("optimizer", ["hf", "nag"])
+def test_resuming_a_closure_optimiser_run_repeats_the_uninterrupted_run(tmp_path, optimizer, one_thread):
+    """The optimiser state (HF damping and CG warm start, NAG velocity and step count) is checkpointed."""
+    data = _binary_data()
+    options = {"optimizer": optimizer, "batch_size": 8, "hf_cg_iters": 8, "lr": 0.05,
+               "momentum_schedule": "sutskever", "checkpoint_every": 1}
+    torch.manual_seed(0)
+    straight = build_model("rnn", data.spec, {"hidden": 5})
+    fit(straight, data, tmp_path / "straight", steps=4, seed=1, options=options, progress=False)
+    torch.manual_seed(0)
+    resumed = build_model("rnn", data.spec, {"hidden": 5})
+    fit(resumed, data, tmp_path / "resumed", steps=2, seed=1, options=options, progress=False)
+    resumed = build_model("rnn", data.spec, {"hidden": 5})
+    fit(resumed, data, tmp_path / "resumed", steps=4, seed=1, options=options, progress=False,
+        resume=True)
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)

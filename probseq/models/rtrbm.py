@@ -96,6 +96,12 @@ class _RTRBMState:
     visible: list[Tensor] | None = None  # m tensors (n, D): v_{t-1}, ..., v_{t-m} (delay taps)
 
 
+@dataclass
+class _RTRBMWindowState:
+    bias: Tensor            # (n, H): b_H + W' r_{t-1} (b_init before the first frame), without the taps
+    history: Tensor | None  # (n, m, D): v_{t-m} .. v_{t-1}, oldest first (delay taps), or None
+
+
 @register_model
 class RTRBM(SequenceModel):
     """Recurrent temporal RBM; see the module docstring for the maths and the training recipe.
@@ -188,17 +194,21 @@ class RTRBM(SequenceModel):
         """The zero-padded frames in the model's floating-point type (:meth:`frames_of`)."""
         return self.frames_of(batch)
 
-    def hidden_biases(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def hidden_biases(self, x: Tensor, *, bias: Tensor | None = None,
+                      history: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The step RBMs' hidden biases ``c_t`` and the states ``r_t`` for frames ``x`` ``(B, T, D)``.
 
         Returns ``(c, r)``, both ``(B, T, H)``: ``c[:, t]`` is the hidden bias of the RBM that
         generates ``x[:, t]`` (from ``x[:, :t]``), ``r[:, t] = sigmoid(W^T x_t + c_t)``. The input
         drive ``W^T x_t`` is one matrix product for all steps; only the recurrence loops.
+        ``bias`` ``(B, H)`` and ``history`` ``(B, m, D)`` continue from earlier frames (a time
+        window, :meth:`log_prob_window`): the recurrent part of the first frame's hidden bias and
+        the ``m`` frames before ``x``, oldest first; by default the sequences start here.
         """
         drive = (self.rbm._scaled(x) @ self.rbm.weight).unbind(1)
-        taps = self._tap_hidden_bias(x)
+        taps = self._tap_hidden_bias(x, history)
         taps = taps.unbind(1) if taps is not None else [None] * len(drive)
-        bias = self.initial_hidden_bias.expand(x.shape[0], -1)
+        bias = self.initial_hidden_bias.expand(x.shape[0], -1) if bias is None else bias
         biases, states = [], []
         for d_t, tap_t in zip(drive, taps):
             if tap_t is not None:
@@ -209,23 +219,27 @@ class RTRBM(SequenceModel):
             bias = self.rbm.hidden_bias + r @ self.recurrent_weight.t()
         return torch.stack(biases, 1), torch.stack(states, 1)
 
-    def _visible_taps(self, x: Tensor) -> Tensor | None:
-        """``[v_{t-1}, ..., v_{t-m}]`` for every step, ``(B, T, m D)``, or ``None`` without taps."""
+    def _visible_taps(self, x: Tensor, history: Tensor | None = None) -> Tensor | None:
+        """``[v_{t-1}, ..., v_{t-m}]`` for every step, ``(B, T, m D)``, or ``None`` without taps;
+        ``history`` ``(B, m, D)``: the frames before ``x``, oldest first (default: the start)."""
         if self.initial_visible is None:
             return None
-        return delay_taps(x, self.initial_visible, self.delay)
+        if history is None:
+            return delay_taps(x, self.initial_visible, self.delay)
+        ext, m, steps = torch.cat([history.to(x.dtype), x], 1), self.delay, x.shape[1]
+        return torch.cat([ext[:, m - k: m - k + steps] for k in range(1, m + 1)], -1)
 
-    def _tap_hidden_bias(self, x: Tensor) -> Tensor | None:
+    def _tap_hidden_bias(self, x: Tensor, history: Tensor | None = None) -> Tensor | None:
         """``sum_k C_k v_{t-k}``, ``(B, T, H)``, or ``None`` without ``vh`` taps."""
         if self.vh_weight is None:
             return None
-        return self._visible_taps(x) @ self.vh_weight.t()
+        return self._visible_taps(x, history) @ self.vh_weight.t()
 
-    def visible_biases(self, x: Tensor) -> Tensor:
+    def visible_biases(self, x: Tensor, history: Tensor | None = None) -> Tensor:
         """The step RBMs' visible biases ``b_t = b_V + sum_k A_k v_{t-k}``, ``(B, T, D)`` (``(D,)`` without ``vv``)."""
         if self.vv_weight is None:
             return self.rbm.visible_bias
-        return self.rbm.visible_bias + self._visible_taps(x) @ self.vv_weight.t()
+        return self.rbm.visible_bias + self._visible_taps(x, history) @ self.vv_weight.t()
 
     def _length_log_prob(self, batch: Batch, r: Tensor) -> Tensor:
         if self.halting is None:
@@ -251,6 +265,40 @@ class RTRBM(SequenceModel):
         values = values + self._length_log_prob(batch, r)
         return LogProb(values, likelihood_kind(method), estimator_label(method, chains, steps), stderr,
                        length_included=self.length_model.models_length)
+
+    # time windows (probseq.data.window): the state is the recurrent part of the next hidden bias
+    # and the last m frames (delay taps); every frame's log Z_t has its own AIS / RAISE chains, so
+    # windowing leaves the estimator unchanged
+    supports_time_windows: ClassVar[bool] = True
+
+    def window_state(self, batch: Batch) -> _RTRBMWindowState:
+        n = batch.batch_size
+        history = (None if self.initial_visible is None
+                   else self.initial_visible.flip(0).expand(n, -1, -1))   # v_{1-m} .. v_0
+        return _RTRBMWindowState(self.initial_hidden_bias.expand(n, -1), history)
+
+    def log_prob_window(self, window, state: _RTRBMWindowState, *, estimator: str | None = None,
+                        samples: int | None = None, generator: torch.Generator | None = None,
+                        ais_steps: int | None = None) -> tuple[LogProb, _RTRBMWindowState]:
+        """:meth:`log_prob` of one time window given the state after the frames before it."""
+        method = self.check_estimator(estimator)
+        frames = window.frames
+        self.validate_batch(frames)
+        self.rbm_frame_check(frames)
+        n = window.batch_size
+        history = None if state.history is None else state.history[:n]
+        x = self._frames(frames)
+        c, r = self.hidden_biases(x, bias=state.bias[:n], history=history)
+        chains = int(samples or self.config["ais_chains"])
+        steps = int(ais_steps or self.config["ais_steps"])
+        values, stderr = sequence_log_prob(self.rbm, x, self.visible_biases(x, history), c, frames.mask,
+                                           method=method, chains=chains, steps=steps, generator=generator)
+        stop = None if self.halting is None else self.halting(r)[..., 0]
+        values = values + window.length_log_prob(self.length_model, stop)
+        after = _RTRBMWindowState(self.rbm.hidden_bias + r[:, -1] @ self.recurrent_weight.t(),
+                                  None if history is None else torch.cat([history, x], 1)[:, -self.delay:])
+        return LogProb(values, likelihood_kind(method), estimator_label(method, chains, steps), stderr,
+                       length_included=self.length_model.models_length), after
 
     def rbm_frame_check(self, batch: Batch) -> None:
         """Binary data must be 0/1 and every frame finite (checked on the real frames only)."""

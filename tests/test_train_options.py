@@ -253,3 +253,21 @@ def test_a_fixed_length_linear_recipe_is_never_stopped_early(tmp_path):
     assert summary.steps == 12 and summary.stop_reason == "steps" and not _events(tmp_path, "lr_decay")
     lrs = [e["lr"] for e in _events(tmp_path, "train")]
     assert lrs == pytest.approx([0.01 * (1 - s / 12) for s in range(12)])
+
+
+def test_cli_minutes_budget_is_recorded_and_resume_takes_a_new_budget(tmp_path, capsys, one_thread):
+    from probseq.cli import main
+
+    out = tmp_path / "run"
+    assert main(["fit", "gru", "--data", "jsb", "--minutes", "0.0001", "--set", "hidden=4",
+                 "--out", str(out), "--quiet"]) == 0
+    assert "time budget spent" in capsys.readouterr().out
+    info = json.loads((out / "run.json").read_text())
+    assert info["minutes"] == 0.0001 and info["steps"] is None and info["epochs"] is None
+    progress = safe_load(out / "checkpoint.pt")["progress"]
+    first, spent = progress["step"], progress["elapsed_s"]
+    assert main(["fit", "gru", "--data", "jsb", "--resume", "--minutes", str(spent / 60 + 0.0001),
+                 "--out", str(out), "--quiet"]) == 0
+    assert safe_load(out / "checkpoint.pt")["progress"]["step"] > first
+    assert main(["fit", "gru", "--data", "jsb", "--minutes", "-1", "--out", str(tmp_path / "bad"),
+                 "--quiet"]) == 2

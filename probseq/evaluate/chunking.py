@@ -7,7 +7,8 @@ of up to 4,273 frames) materialised every NADE hidden activation of 64 pieces, `
 frames (``sequences x time steps``) the model sees in one call.
 
 * **Time windows** (models with ``supports_time_windows``: the recurrent backbones ``rnn``, ``gru``,
-  ``lstm`` and the models built on them, ``rnn-nade``, ``rnn-rbm``; ``independent``, ``nade``):
+  ``lstm``, ``mrnn`` and the models built on them, ``rnn-nade``, ``rnn-rbm``; ``rtrbm``;
+  ``independent``, ``nade``):
   sequences are sorted by length and grouped ``batch_size`` at a time; each group is
   cut into windows of ``n x W <= frame_budget`` frames (:func:`probseq.data.window.iterate_windows`)
   and the model's state is carried from one window to the next
@@ -20,19 +21,18 @@ frames (``sequences x time steps``) the model sees in one call.
   by models whose estimator is not a sum over time of terms given a carried deterministic state:
   ``trbm`` (importance sampling over its stochastic hidden sequences), ``vrnn`` and ``vhred``
   (IWAE-k is a log-mean-exp over *whole-sequence* weights, and windowing it would change the
-  estimator; the ELBO would need the posterior's state as well), ``ctc`` (conditional; its examples
-  are not frame tensors, so they are batched as before, ``batch_size`` at a time). The ``rtrbm``
-  could carry its state (``c_t``, and the last frames for its delay taps) but is packed for now;
-  its per-frame footprint is small (``O(D + H)``; AIS bounds its own memory), so packing keeps it
-  within the budget on the standard sets.
+  estimator; the ELBO would need the posterior's state as well). Models whose examples are not
+  frame tensors (``ctc``: audio with labels; ``hred``, ``vhred``: dialogues) are batched as before,
+  ``batch_size`` at a time, in their order.
 
 AIS in the RBM family is unaffected by windowing in distribution: every frame's ``log Z_t`` is
 estimated by its own independent chains (:func:`probseq.estimators.ais.ais_log_partition`), so
 scoring a frame in one window or another draws from the same estimator.
 
-The default budget, :data:`DEFAULT_FRAME_BUDGET`, keeps an RNN-NADE with 300 RNN and 150 NADE units
-(the largest per-frame footprint among the default models: the NADE keeps ``D x H`` activations
-per frame) around 1 GB resident on MuseData; see ``benchmarks/RESULTS.md`` for the measurement.
+The default budget, :data:`DEFAULT_FRAME_BUDGET`, keeps an RNN-NADE with 150 NADE units (the
+largest per-frame footprint among the default models: the NADE keeps ``D x H`` activations per
+frame, ~60 KB) at 1.2 GB resident on the MuseData test split, against ~16 GB for 64 whole pieces
+per call (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from probseq.data.batch import Batch
 from probseq.io.pianoroll import LOWEST_NOTE
 from probseq.errors import UserError
 
-__all__ = ["plot_pianoroll", "plot_frames"]
+__all__ = ["plot_pianoroll", "plot_frames", "plot_ctc_alignment"]
 
 SequencesLike = Batch | Tensor | np.ndarray | Sequence[Tensor | np.ndarray]
 
@@ -163,5 +163,54 @@ def plot_frames(sequences: SequencesLike, path: str | Path, *, title: str | None
     shown_title = _title(title, n, total)
     if shown_title:
         fig.suptitle(shown_title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_ctc_alignment(log_probs: Tensor, labels: Sequence[int], path: str | Path, *, blank: int = 0,
+                       symbols: str | Sequence[str] | None = None, title: str | None = None) -> Path:
+    """Draw what CTC makes of one input: per-frame probabilities and the posterior alignment.
+
+    Left: the per-frame symbol probabilities :math:`y_t(c)`; right: the posterior marginals
+    :math:`P(\\pi_t = c \\mid l, x)` of the alignment given the label sequence ``l``
+    (:meth:`probseq.ctc.CTC.marginals`, the forward-backward occupation probabilities), with the
+    Viterbi alignment (:meth:`probseq.ctc.CTC.align`) drawn over it.
+
+    Args:
+        log_probs: ``(T, C)`` per-frame log-probabilities (or logits).
+        labels: the label sequence ``l`` (no blanks).
+        symbols: a name per class (``symbols[blank]`` is shown as ``-``); default the class indices.
+
+    Returns:
+        ``path``.
+    """
+    import torch
+
+    from probseq.ctc import CTC
+
+    lp = torch.as_tensor(log_probs, dtype=torch.float64)
+    if lp.dim() != 2:
+        raise UserError(f"log_probs must have shape (T, C), got {tuple(lp.shape)}")
+    target = torch.as_tensor(list(labels), dtype=torch.long)
+    ctc = CTC(lp, blank=blank)
+    marginals = ctc.marginals(target).numpy()
+    path_symbols, _ = ctc.align(target)
+    names = [str(c) for c in range(lp.shape[1])] if symbols is None else [str(c) for c in symbols]
+    names[blank] = "-"
+    fig = _figure(10, 3.2)
+    axes = fig.subplots(1, 2)
+    for ax, image, heading in ((axes[0], ctc.logits.exp().numpy(), "per-frame probabilities y_t(c)"),
+                               (axes[1], marginals, "posterior alignment P(pi_t = c | l, x)")):
+        ax.imshow(image.T, aspect="auto", origin="lower", cmap="Greys", vmin=0.0, vmax=1.0,
+                  interpolation="nearest")
+        ax.set_yticks(range(len(names)))
+        ax.set_yticklabels(names, fontsize=7)
+        ax.set_xlabel("frame t")
+        ax.set_title(heading, fontsize=9)
+    axes[1].plot(range(lp.shape[0]), path_symbols.numpy(), color="tab:red", lw=1, label="Viterbi")
+    axes[1].legend(fontsize=7, loc="upper right")
+    label_text = "".join(names[int(c)] for c in target) if all(len(names[int(c)]) == 1 for c in target) \
+        else " ".join(names[int(c)] for c in target)
+    fig.suptitle(title or f"l = {label_text}")
     fig.tight_layout()
     return _save(fig, path)

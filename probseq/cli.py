@@ -422,9 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
     device_arg(p)
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("demo", help="fit two models to the embedded JSB chorales, compare, sample MIDI")
+    p = sub.add_parser("demo", help="fit models with exact, bounded and estimated likelihoods to the JSB "
+                                    "chorales, compare them in one table, sample MIDI")
     p.add_argument("--out", default="probseq-demo")
-    p.add_argument("--steps", type=int, default=300, help="training steps of the GRU")
+    p.add_argument("--steps", type=int, default=300, help="training steps of the GRU, VRNN and RNN-RBM")
     p.add_argument("--quiet", action="store_true")
     device_arg(p)
     p.set_defaults(func=cmd_demo)

@@ -196,26 +196,51 @@ def test_mean_visible_sampling_returns_the_conditional_mean():
 
 
 @pytest.mark.parametrize("name", ["trbm", "rtrbm"])
-def test_motion_samples_are_noise_free_by_default(name):
-    model = build_model(name, DataSpec("real", 3), {"hidden": 4, "sample_steps": 3})
+def test_motion_samples_with_a_fixed_sigma_are_noise_free_by_default(name):
+    model = build_model(name, DataSpec("real", 3), {"hidden": 4, "sample_steps": 3, "sigma": 1.0})
     assert model.sample_visible_mean
-    g = torch.Generator().manual_seed(0)
-    smooth = model.sample(2, length=30, generator=g).values
+    smooth = model.sample(2, length=30, generator=torch.Generator().manual_seed(0)).values
     model.sample_visible_mean = False
     rough = model.sample(2, length=30, generator=torch.Generator().manual_seed(0)).values
     jitter = lambda s: float(((s[:, 2:] - 2 * s[:, 1:-1] + s[:, :-2]) ** 2).mean())  # noqa: E731
     assert jitter(smooth) < 0.1 * jitter(rough)     # sigma = 1 noise dominates the rough samples
+    assert not build_model(name, DataSpec("binary", 3), {"hidden": 4}).sample_visible_mean
+
+
+@pytest.fixture(scope="module")
+def synthetic_subject(tmp_path_factory):
+    """Four trials of one synthetic gait (whole held-out trials for valid and test)."""
+    from probseq.data.sets.mocap import load_cmu
+    from probseq.testing.synthetic_mocap import write_synthetic_subject
+
+    directory = tmp_path_factory.mktemp("subject")
+    write_synthetic_subject(directory, n_files=4, frames=480, seed=5, gait_seed=1, noise=0.005)
+    return load_cmu(data_dir=directory)
+
+
+@pytest.mark.parametrize("name", ["trbm", "rtrbm"])
+def test_calibrated_samples_keep_moving_like_the_data(name, synthetic_subject, one_thread):
+    """No drift to a rest pose and no excess jitter: after a prime from the held-out trial, the
+    samples' frame-to-frame change stays within a factor 2 of the data's."""
+    data = synthetic_subject
+    torch.manual_seed(0)
+    model = build_model(name, data.spec, {"hidden": 8, "sample_steps": 5})
+    model.prepare(data)
+    assert not model.sample_visible_mean           # sigma was fitted: draws, not means
+    test = data.split("test")[0]
+    energy = lambda s: float(((s[..., 1:, :] - s[..., :-1, :]) ** 2).mean())  # noqa: E731
+    prime = test[None, :10]
+    late = model.sample(2, length=110, prefix=prime, generator=torch.Generator().manual_seed(1)).values[:, 60:]
+    assert 0.5 * energy(test) < energy(late) < 2 * energy(test)
 
 
 # ---------------------------------------------------------------------------- the recipe on synthetic motion
 @pytest.mark.parametrize("name", ["trbm", "rtrbm"])
-def test_default_recipe_beats_both_baselines_on_held_out_synthetic_motion(name, tmp_path, one_thread):
-    from probseq.data.sets.mocap import load_cmu
-    from probseq.testing.synthetic_mocap import write_synthetic_subject
+def test_default_recipe_beats_both_baselines_on_held_out_synthetic_motion(name, synthetic_subject, tmp_path,
+                                                                          one_thread):
     from probseq.train.fit import fit
 
-    write_synthetic_subject(tmp_path / "subject", n_files=4, frames=480, seed=5, gait_seed=1, noise=0.005)
-    data = load_cmu(data_dir=tmp_path / "subject")
+    data = synthetic_subject
     torch.manual_seed(0)
     model = build_model(name, data.spec, {"hidden": 8, "cd_steps": 1})
     fit(model, data, tmp_path / "run", steps=20, options={"eval_every": 10}, progress=False)

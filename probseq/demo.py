@@ -34,7 +34,7 @@ __all__ = ["run_demo", "DEMO_MODELS"]
 DEMO_MODELS = (
     ("independent", "independent", {}, {"eval_every": 25}, 0.2),
     ("gru", "gru", {"hidden": 128}, {"eval_every": 50}, 1.0),
-    ("vrnn", "vrnn", {"hidden": 64, "latent": 8, "features": 64}, {"eval_every": 50}, 1.0),
+    ("vrnn", "vrnn", {"hidden": 64, "latent": 8, "features": 64}, {"eval_every": 50}, 2 / 3),
     ("rnn-rbm", "rnn-rbm", {"hidden": 64, "rbm_hidden": 10, "cd_steps": 5, "ais_chains": 8,
                             "ais_steps": 100}, {"eval_every": 50}, 1.0),
 )

@@ -25,7 +25,9 @@ on :class:`~probseq.models.recurrent.RecurrentFrameModel` (``rnn``, ``gru``, ``l
 
     probseq fit gru --data jsb --set scheduled_sampling=inverse_sigmoid --set ss_k=200
 
-Defaults follow the run length ``N`` (total training steps) when a parameter is left at 0:
+Defaults follow the run length ``N`` when a parameter is left at 0 (``N`` is the trainer's
+``total`` of ``on_train_step``: ``--steps``, or a nominal 10 epochs when training by ``--minutes``
+or to convergence; give ``ss_k`` / ``ss_c`` explicitly there):
 linear goes from ``k = 1`` to ``ss_min`` at the last step (``c = (k - ss_min) / N``), exponential
 takes ``k = 0.01^{1/N}`` (``eps_N = 0.01``), and inverse sigmoid takes the ``k`` with
 ``eps = 1/2`` at ``i = N / 2`` (``k ln k = N / 2``).

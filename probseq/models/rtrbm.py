@@ -54,6 +54,19 @@ as a static RBM by CD-5 on the training frames (``prepare``, ``pretrain_steps`` 
 100 frames, default 2000), then SGD with momentum 0.9 and a learning rate decaying linearly to 0,
 CD-``cd_steps`` (10) for the first ``cd_switch`` fraction (0.5; the fraction is our choice) of the
 steps and CD-``cd_steps_late`` (25) afterwards. ``preset=none`` uses Adam and a fixed CD-k.
+
+**Real-valued frames (motion)**: by default the step RBMs also get the conditional RBM's delay
+taps from the last ``delay`` (3) frames (Taylor, Hinton & Roweis 2007),
+
+.. math:: b_t = b_V + \\sum_{k=1}^m A_k v_{t-k}, \\qquad
+          c_t = [b_{\\text{init}} \\text{ or } b_H + W' r_{t-1}] + \\sum_{k=1}^m C_k v_{t-k},
+
+with ``v_0, v_{-1}, ...`` learned (``initial_visible``); ``delay=0`` (the default for binary
+frames) is the thesis RTRBM. ``prepare`` starts ``A`` and ``b_V`` from the least-squares
+autoregression chosen on the validation split and sets ``sigma`` to its residual standard
+deviation (:mod:`probseq.models._autoregressive`; ``ar_init``, ``sigma``); the recipe validates by
+the next-frame squared error every 50 steps and keeps the best weights. Samples draw the visible
+noise when ``sigma`` was fitted and are noise-free means otherwise (``sample_visible``).
 """
 
 from __future__ import annotations

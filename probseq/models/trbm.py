@@ -64,6 +64,13 @@ top-down pass draws ``v_t ~ P(v_t | h^{(1)}_t; b_t)`` with the first layer's vis
 **Training recipe** ``preset=thesis`` (as for the RTRBM, §3.10): static CD pre-training of ``W`` and
 the biases (``pretrain_steps``, default 2000 with the preset), SGD with momentum 0.9 and a linearly
 decaying learning rate, CD-``cd_steps`` then CD-``cd_steps_late`` after ``cd_switch`` of the steps.
+
+**Real-valued frames (motion)**: the default ``delay`` is 3 (Taylor, Hinton & Roweis 2007; 1 for
+binary frames), and ``prepare`` starts the visible-visible taps ``A_k`` and ``b_V`` from the
+least-squares autoregression chosen on the validation split, with ``sigma`` set to its residual
+standard deviation (:mod:`probseq.models._autoregressive`; ``ar_init``, ``sigma``); the recipe
+validates by the next-frame squared error every 50 steps and keeps the best weights. Samples draw
+the visible noise when ``sigma`` was fitted and are noise-free means otherwise (``sample_visible``).
 """
 
 from __future__ import annotations

@@ -247,3 +247,32 @@ def test_default_recipe_beats_both_baselines_on_held_out_synthetic_motion(name, 
     out = next_frame_errors(model, data.split("test"))
     assert out["next_frame_mse_per_dim"] < out["baseline_copy_last_mse_per_dim"]
     assert out["next_frame_mse_per_dim"] < out["baseline_linear_mse_per_dim"]
+
+
+# ---------------------------------------------------------------------------- subject 35 as whole trials
+def test_cmu35_trials_writer_reproduces_the_original_trial(shared_data, tmp_path):
+    """``benchmarks/cmu35_trials.py`` writes the .mat trials back as AMC files; its trial 1 must give
+    exactly the features of CMU's own ``35_01.amc`` (column order, frame rate, unwrapping)."""
+    import importlib.util
+    from pathlib import Path
+
+    import numpy as np
+
+    from probseq.data.sets.mocap import cmu_features_from_motion
+    from probseq.io.amc import read_amc, read_asf
+
+    source = shared_data / "mocap"
+    if not (source / "cmu35WalkJog.mat").is_file():
+        pytest.skip(f"needs cmu35WalkJog.mat in {source}, which is absent")
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "cmu35_trials.py"
+    spec = importlib.util.spec_from_file_location("cmu35_trials", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--source", str(source), "--out", str(tmp_path)])
+    assert len(list(tmp_path.glob("35_*.amc"))) == 33
+    skeleton = read_asf(source / "35.asf")
+    original = read_amc(source / "35_01.amc", skeleton)
+    written = read_amc(tmp_path / "35_01.amc", skeleton)
+    assert written.channels == original.channels
+    np.testing.assert_allclose(cmu_features_from_motion(written, 4), cmu_features_from_motion(original, 4),
+                               atol=1e-4)

@@ -116,15 +116,15 @@ def scores_likelihood(model, rbm: RBM, batch) -> bool:
 def likelihood_validation_loss(model, batch) -> float:
     """The validation criterion that measures what is reported: the estimated NLL per frame.
 
-    ``-sum_i log P(x_i) / sum_i T_i`` (length term included when modelled) by ``exact``
-    enumeration for tiny RBMs, else by AIS with ``valid_chains`` chains and ``valid_ais_steps``
-    intermediate distributions per frame from a generator seeded with ``valid_seed`` on every
-    call, so the criterion is a deterministic function of the weights (AIS's upward bias is
+    ``-sum_i log P(x_i) / sum_i T_i`` (length term included when modelled) by the model's default
+    estimator: ``exact`` enumeration for tiny RBMs, else AIS with ``valid_chains`` chains (the
+    TRBM: hidden trajectories) and ``valid_ais_steps`` intermediate distributions per frame, from
+    a generator seeded with ``valid_seed`` on every call, so the criterion is a deterministic function of the weights (AIS's upward bias is
     shared by every validation point; the chains are few, so it is a selection criterion, not a
     figure to report). ``keep=best`` then selects by held-out likelihood, never by test data.
     """
     cfg = model.config
-    method = "exact" if model.exact_by_default else "ais"
+    method = model.check_estimator(None)       # exact / ais (RTRBM, RNN-RBM); is / ais (TRBM)
     generator = torch.Generator(device=batch.values.device).manual_seed(int(cfg["valid_seed"]))
     with torch.no_grad():
         result = model.log_prob(batch, estimator=method, samples=int(cfg["valid_chains"]),

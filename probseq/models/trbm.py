@@ -86,8 +86,10 @@ from probseq.data.spec import DataSpec
 from probseq.errors import UserError
 from probseq.frames.rbm import RBM, check_scorable_frames
 from probseq.models._autoregressive import resolve_sample_visible, start_from_autoregression
-from probseq.models._rbm_common import (estimator_label, initialise_from_frames, prediction_loss,
-                                        resolve_estimator, sequence_log_prob, thesis_cd_steps)
+from probseq.models._rbm_common import (VALIDATION_HYPERPARAMETERS, check_validation_criterion,
+                                        initialise_from_frames, likelihood_validation_loss,
+                                        prediction_loss, resolve_estimator, scores_likelihood,
+                                        thesis_cd_steps)
 from probseq.models._trbm_likelihood import TRBM_ESTIMATORS, default_trbm_estimator, trbm_log_prob
 from probseq.models.base import LogProb, SequenceModel
 from probseq.models.registry import register_model
@@ -137,7 +139,7 @@ class TRBM(SequenceModel):
         "sigma": None, "learn_sigma": False, "init_std": 0.01,
         "ar_init": None, "sample_visible": "auto",
         "preset": "none", "cd_steps_late": 25, "cd_switch": 0.5,
-        "pretrain_steps": None, "pretrain_cd": 5, "pretrain_lr": 0.01,
+        "pretrain_steps": None, "pretrain_cd": 5, "pretrain_lr": 0.01, **VALIDATION_HYPERPARAMETERS,
     }
     training_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3}
     contract_example = {"spec": DataSpec("binary", 4),
@@ -147,6 +149,7 @@ class TRBM(SequenceModel):
     def __init__(self, spec: DataSpec, **hyper: Any) -> None:
         super().__init__(spec, **hyper)
         cfg = self.config
+        check_validation_criterion(cfg)
         if cfg["preset"] not in PRESETS:
             raise UserError(f"unknown preset {cfg['preset']!r}; expected one of {', '.join(PRESETS)}")
         if cfg["sampler"] not in SAMPLERS:
@@ -273,7 +276,11 @@ class TRBM(SequenceModel):
         self.cd_steps = thesis_cd_steps(self.config, step, total_steps, self.cd_steps)
 
     def validation_loss(self, batch: Batch) -> float:
-        """Squared error (real) or cross-entropy (binary) of the next-frame predictions, per frame."""
+        """The estimated NLL per frame for 0/1 frames (the default estimator with ``valid_chains``
+        trajectories and a fixed seed, :func:`~probseq.models._rbm_common.likelihood_validation_loss`),
+        else the squared error (real) or cross-entropy (binary) of the next-frame predictions."""
+        if scores_likelihood(self, self.rbm, batch):
+            return likelihood_validation_loss(self, batch)
         with torch.no_grad():
             x = self.frames_of(batch)
             return float(prediction_loss(self.rbm, x, self._predict(x), batch.mask))

@@ -205,10 +205,12 @@ def test_write_notes_json_round_trip_and_deterministic(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["piano-midi", "nottingham", "musedata"])
-def test_unshipped_sets_need_a_file(name):
+def test_unshipped_sets_need_a_file(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("PROBSEQ_DATA", str(tmp_path))   # an empty data home
     with pytest.raises(UserError) as exc:
         load_dataset(name)
-    assert "--data-file" in one_sentence(exc)
+    message = one_sentence(exc)
+    assert "--data-file" in message and f"probseq download {name}" in message and str(tmp_path) in message
 
 
 def test_empty_data_dir_names_what_it_looked_for(tmp_path):

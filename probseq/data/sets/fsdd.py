@@ -120,8 +120,9 @@ def load_fsdd(data_file=None, data_dir=None, *, max_digits: int = 5, train_passe
     if data_file is not None:
         raise UserError("dataset 'fsdd' reads a folder of wav files: use --data-dir, not --data-file")
     if data_dir is None:
-        raise UserError("dataset 'fsdd' needs --data-dir pointing at the FSDD recordings folder "
-                        "(github.com/Jakobovski/free-spoken-digit-dataset, recordings/)")
+        raise UserError("dataset 'fsdd' is not in the data home; run `probseq download fsdd`, or pass "
+                        "--data-dir pointing at the FSDD recordings folder or repository "
+                        "(github.com/Jakobovski/free-spoken-digit-dataset)")
     folder = Path(data_dir)
     if not folder.is_dir():
         raise UserError(f"{folder} is not a directory")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from probseq.io.pianoroll import LOWEST_NOTE, N_KEYS, read_pianoroll_file
+from probseq.data.home import data_home
 from probseq.data.registry import Dataset, register_dataset
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
@@ -91,7 +92,8 @@ def load_polyphonic(name: str, *, data_file: str | Path | None = None,
         source = f"embedded:{EMBEDDED_JSB}"
     else:
         raise UserError(
-            f"dataset {name!r} ({info.title}) is not shipped with probseq; pass its file with "
+            f"dataset {name!r} ({info.title}) is not shipped with probseq and not in the data home "
+            f"{data_home() / 'polyphonic'}; run `probseq download {name}`, or pass its file with "
             f"--data-file (e.g. {info.file_names[0]}) or its directory with --data-dir"
         )
     meta = {

@@ -55,7 +55,7 @@ def run_demo(out: Path, *, steps: int = 300, quiet: bool = False,
     train and score (``None``: the CPU); ``test_sequences``: score only the first N test chorales
     (default all; every model is scored on the same ones)."""
     from probseq.evaluate.compare import comparison_table, format_table
-    from probseq.evaluate.run_plots import plot_runs, read_training_log
+    from probseq.evaluate.run_plots import kind_label, plot_runs, read_training_log
     from probseq.evaluate.scoring import score_split
     from probseq.io.media import write_samples
     from probseq.models.registry import build_model
@@ -117,7 +117,7 @@ def run_demo(out: Path, *, steps: int = 300, quiet: bool = False,
     figure = plot_runs(out / "demo.png",
                        [(name, read_training_log(out / name)) for name in runs],
                        per_sequence=[(label, by_label[label].nll / by_label[label].n_frames,
-                                      f"{by_label[label].kind} {by_label[label].estimator}")
+                                      kind_label(by_label[label].kind, by_label[label].estimator))
                                      for label in ("gru", "vrnn (iwae)", "rnn-rbm (exact)")])
     written.append(figure)
     print(f"wrote {', '.join(str(p) for p in written)}")

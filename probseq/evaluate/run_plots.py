@@ -26,7 +26,7 @@ import numpy as np
 
 from probseq.errors import UserError
 
-__all__ = ["TrainingLog", "read_training_log", "plot_runs", "FIGURE_FORMATS"]
+__all__ = ["TrainingLog", "read_training_log", "plot_runs", "kind_label", "FIGURE_FORMATS"]
 
 #: file extensions :func:`plot_runs` writes
 FIGURE_FORMATS = (".png", ".svg", ".pdf")
@@ -74,6 +74,11 @@ def read_training_log(run_dir: str | Path) -> TrainingLog:
         log.valid_steps.append(step)
         log.valid_loss.append(valid[step])
     return log
+
+
+def kind_label(kind: str, estimator: str) -> str:
+    """``"exact"``, or the kind and the estimator (``"bound iwae-20"``) for a legend."""
+    return kind if estimator == kind else f"{kind} {estimator}"
 
 
 def _check_format(path: Path) -> str:

@@ -319,6 +319,32 @@ def cmd_download(args) -> int:
     return 0
 
 
+def cmd_plot(args) -> int:
+    from probseq.evaluate.run_plots import kind_label, plot_runs, read_training_log
+
+    labels = [Path(r).name or str(r) for r in args.runs]
+    logs = [(label, read_training_log(run)) for label, run in zip(labels, args.runs)]
+    per_sequence = None
+    if args.per_sequence:
+        import torch
+
+        from probseq.evaluate.scoring import score_split
+        from probseq.train.checkpoint import load_run
+
+        if len(args.runs) < 2:
+            raise UserError("--per-sequence compares runs: give at least two run directories")
+        per_sequence = []
+        for label, run in zip(labels, args.runs):
+            model, info = load_run(run)
+            dataset, _ = _dataset_for_run(info, args)
+            _check_compatible(model, dataset)
+            scores = score_split(model, dataset.split(args.split), samples=args.samples,
+                                 generator=torch.Generator().manual_seed(args.seed), progress=True)
+            per_sequence.append((label, scores.nll / scores.n_frames, kind_label(scores.kind, scores.estimator)))
+    print(f"wrote {plot_runs(args.out, logs, per_sequence=per_sequence, split=args.split)}")
+    return 0
+
+
 def cmd_reproduce(args) -> int:
     from probseq.reproduce import PROTOCOLS, format_result, reproduce
 

@@ -490,6 +490,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_download)
 
+    p = sub.add_parser("plot", help="learning curves of runs (log.jsonl), and per-sequence NLL comparisons")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--out", required=True, help="figure file: .png, .svg or .pdf")
+    p.add_argument("--per-sequence", action="store_true",
+                   help="also score every run on --split and plot each sequence's NLL per frame against the first run's")
+    data_args(p)
+    p.add_argument("--split", default="test")
+    p.add_argument("--samples", type=int, help="samples / chains for estimators (as in evaluate)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_plot)
     return parser
 
 

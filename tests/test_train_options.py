@@ -114,38 +114,46 @@ def test_linear_schedule_without_steps_trains_for_the_nominal_epochs(tmp_path):
 
 
 def test_a_minutes_budget_stops_training_and_validates_once_more(tmp_path, monkeypatch):
+    import types
+
     clock = {"t": 0.0}
-    monkeypatch.setattr("probseq.train.fit.time.perf_counter", lambda: clock["t"])
-    model = _model()
-    real_loss = model.loss
+    # a clock of the fit loop's own: only probseq.train.fit sees it (time.perf_counter stays real)
+    monkeypatch.setattr("probseq.train.fit.time", types.SimpleNamespace(perf_counter=lambda: clock["t"]))
 
-    def slow_loss(batch, generator=None):
-        clock["t"] += 6.0                                  # every step takes 6 "seconds"
-        return real_loss(batch, generator=generator)
+    def clocked_model(seed):
+        model = _model(seed)
+        real_loss = model.loss
 
-    model.loss = slow_loss
-    summary = fit(model, _dataset(), tmp_path, minutes=1.0, progress=False,
-                  options={"batch_size": 4, "eval_every": 100})
+        def slow_loss(batch, generator=None):
+            clock["t"] += 6.0                              # every step takes 6 "seconds"
+            return real_loss(batch, generator=generator)
+
+        model.loss = slow_loss
+        return model
+
+    opts = {"batch_size": 4, "eval_every": 100}
+    summary = fit(clocked_model(0), _dataset(), tmp_path, minutes=1.0, progress=False, options=opts)
     assert summary.stop_reason == "minutes" and summary.steps == 10
     assert [e["step"] for e in _events(tmp_path, "valid")] == [10]     # the budget validates once more
     ckpt = safe_load(tmp_path / "checkpoint.pt")
     assert ckpt["progress"]["elapsed_s"] == pytest.approx(60.0)
-    # resuming with the same budget does nothing; a larger one continues
-    again = fit(_model(1), _dataset(), tmp_path, minutes=1.0, resume=True, progress=False,
-                options={"batch_size": 4, "eval_every": 100})
+    # resuming with the same budget does nothing; a larger one continues, counting the time spent
+    again = fit(clocked_model(1), _dataset(), tmp_path, minutes=1.0, resume=True, progress=False,
+                options=opts)
     assert again.steps == 10
-    more = fit(_model(1), _dataset(), tmp_path, minutes=2.0, resume=True, progress=False,
-               options={"batch_size": 4, "eval_every": 100})
-    assert more.steps > 10 and more.stop_reason == "minutes"
+    more = fit(clocked_model(1), _dataset(), tmp_path, minutes=2.0, resume=True, progress=False,
+               options=opts)
+    assert more.steps == 20 and more.stop_reason == "minutes"
 
 
 def test_resume_after_a_kill_continues_identically_with_every_option_on(tmp_path):
     opts = {"lr": 0.02, "batch_size": 4, "checkpoint_every": 3, "eval_every": 2, "train_chunk": 7,
-            "transpose": 2, "decay_patience": 1, "patience": 0}
-    straight = _model()
+            "transpose": 2, "decay_patience": 2, "patience": 0}
+    stalled = lambda batch: 1.0                            # noqa: E731  (so the rate decays)
+    straight = _scored_by(_model(), stalled)
     sa = fit(straight, _dataset(), tmp_path / "a", steps=30, options=opts, progress=False)
 
-    crashing = _model()
+    crashing = _scored_by(_model(), stalled)
 
     def crash(step, total):
         if step == 16:
@@ -154,8 +162,8 @@ def test_resume_after_a_kill_continues_identically_with_every_option_on(tmp_path
     crashing.on_train_step = crash
     with pytest.raises(KeyboardInterrupt):
         fit(crashing, _dataset(), tmp_path / "b", steps=30, options=opts, progress=False)
-    sb = fit(_model(seed=5), _dataset(), tmp_path / "b", steps=30, options=opts, resume=True,
-             progress=False)
+    sb = fit(_scored_by(_model(seed=5), stalled), _dataset(), tmp_path / "b", steps=30, options=opts,
+             resume=True, progress=False)
     a = safe_load(tmp_path / "a" / "checkpoint.pt")
     b = safe_load(tmp_path / "b" / "checkpoint.pt")
     for key in a["model"]:

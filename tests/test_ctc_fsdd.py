@@ -76,8 +76,9 @@ def test_speaker_filter_and_resampling(tmp_path):
     assert 1200 <= clip.size <= 2400                       # halved from 16 kHz
 
 
-def test_clear_errors(tmp_path):
-    with pytest.raises(UserError, match="--data-dir"):
+def test_clear_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROBSEQ_DATA", str(tmp_path))   # an empty data home
+    with pytest.raises(UserError, match="probseq download fsdd.*--data-dir"):
         load_dataset("fsdd")
     with pytest.raises(UserError, match="use --data-dir"):
         load_dataset("fsdd", data_file=tmp_path)

@@ -84,7 +84,8 @@ def test_line_numbers_in_json_errors(corpus):
         load_dataset("dialogue", data_dir=corpus)
 
 
-def test_needs_a_directory_and_checks_options(corpus):
+def test_needs_a_directory_and_checks_options(corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("PROBSEQ_DATA", str(tmp_path))   # an empty data home
     with pytest.raises(UserError, match="--data-dir"):
         load_dataset("dialogue")
     with pytest.raises(UserError, match="directory"):

@@ -131,6 +131,10 @@ KNOWN_CYCLES = {
     # of probseq.frames.rbm), while RBM.log_partition calls it; moving LogPartition below both
     # (e.g. into probseq.estimators) breaks it. Issue 12 (likelihood trust) owns these files.
     ("probseq.frames.rbm", "probseq.frames.rbm_annealing"),
+    # probseq.reproduce runs `probseq fit` / `evaluate` through probseq.cli's parser, and the CLI
+    # imports reproduce for its subcommand; the protocol runner should call the library (fit,
+    # score_split) instead. Issue 10a (the trainer, `probseq reproduce`) owns these files.
+    ("probseq.cli", "probseq.reproduce"),
 }
 
 

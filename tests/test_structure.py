@@ -127,10 +127,6 @@ def test_every_module_imports(name):
 
 #: cycles known and owned by work in progress; any other cycle fails the test
 KNOWN_CYCLES = {
-    # rbm_annealing.rbm_ais_log_partition builds the RBM's LogPartition (a function-level import
-    # of probseq.frames.rbm), while RBM.log_partition calls it; moving LogPartition below both
-    # (e.g. into probseq.estimators) breaks it. Issue 12 (likelihood trust) owns these files.
-    ("probseq.frames.rbm", "probseq.frames.rbm_annealing"),
     # probseq.reproduce runs `probseq fit` / `evaluate` through probseq.cli's parser, and the CLI
     # imports reproduce for its subcommand; the protocol runner should call the library (fit,
     # score_split) instead. Issue 10a (the trainer, `probseq reproduce`) owns these files.

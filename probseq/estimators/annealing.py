@@ -22,6 +22,7 @@ This module knows nothing about RBMs or models (the RBM's path is
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -29,11 +30,32 @@ from torch import Tensor
 
 from probseq.errors import UserError
 
-__all__ = ["AnnealingPath", "annealing_schedule", "check_schedule", "log_mean_exp_with_stderr"]
+__all__ = ["AnnealingPath", "LogPartition", "annealing_schedule", "check_schedule", "log_mean_exp_with_stderr"]
 
 #: Salakhutdinov & Murray (2008, §4.2): 500 intermediate distributions uniformly spaced in
 #: [0, 0.5], 4 000 in [0.5, 0.9] and 10 000 in [0.9, 1] — the same proportions at any length
 _SM_PIECES = ((0.5, 500), (0.9, 4000), (1.0, 10000))
+
+
+@dataclass
+class LogPartition:
+    """``log Z`` of one energy model or of a batch of them (e.g. one RBM per bias vector), with how it was computed.
+
+    Attributes:
+        value: ``(...)`` log-partition(s); the shape is the broadcast batch shape of the biases
+            (``()`` for an RBM with its own biases).
+        stderr: ``(...)`` standard error of ``value`` (AIS), ``None`` when exact.
+        method: ``"exact"`` or ``"ais"``.
+        chains, steps: the AIS chain count and number of intermediate distributions (``None`` if exact).
+        ess: ``(...)`` effective sample size of the AIS weights (``None`` if exact).
+    """
+
+    value: Tensor
+    stderr: Tensor | None
+    method: str
+    chains: int | None = None
+    steps: int | None = None
+    ess: Tensor | None = None
 
 
 class AnnealingPath(Protocol):

@@ -59,7 +59,6 @@ References:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -67,6 +66,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from probseq.errors import UserError
+from probseq.estimators.annealing import LogPartition
 from probseq.frames.base import FrameDistribution
 
 __all__ = ["RBM", "RBMFrame", "LogPartition", "binary_states", "expected_visible", "check_scorable_frames",
@@ -96,27 +96,6 @@ def check_scorable_frames(frames: Tensor, gaussian: bool) -> None:
         raise UserError("the likelihood of an RBM with Bernoulli visible units needs frames of 0s and 1s; "
                         "these have intensities in (0, 1), which can be trained on and predicted "
                         "(--metric mse) but not scored (for bouncing-balls, fit with --set binarize=true)")
-
-
-@dataclass
-class LogPartition:
-    """``log Z`` of one RBM or of a batch of RBMs (one per bias vector), with how it was computed.
-
-    Attributes:
-        value: ``(...)`` log-partition(s); the shape is the broadcast batch shape of the biases
-            (``()`` for an RBM with its own biases).
-        stderr: ``(...)`` standard error of ``value`` (AIS), ``None`` when exact.
-        method: ``"exact"`` or ``"ais"``.
-        chains, steps: the AIS chain count and number of intermediate distributions (``None`` if exact).
-        ess: ``(...)`` effective sample size of the AIS weights (``None`` if exact).
-    """
-
-    value: Tensor
-    stderr: Tensor | None
-    method: str
-    chains: int | None = None
-    steps: int | None = None
-    ess: Tensor | None = None
 
 
 def binary_states(n: int, *, dtype: torch.dtype | None = None, start: int = 0,

@@ -42,11 +42,12 @@ from torch import Tensor
 
 from probseq.errors import UserError
 from probseq.estimators.ais import ais_log_weights
-from probseq.estimators.annealing import annealing_schedule, check_schedule, log_mean_exp_with_stderr
+from probseq.estimators.annealing import (LogPartition, annealing_schedule, check_schedule,
+                                         log_mean_exp_with_stderr)
 from probseq.estimators.reverse_annealing import raise_log_weights
 
 if TYPE_CHECKING:
-    from probseq.frames.rbm import RBM, LogPartition
+    from probseq.frames.rbm import RBM
 
 __all__ = ["RBMAnnealingPath", "rbm_ais_log_partition", "rbm_raise_log_prob"]
 
@@ -147,14 +148,13 @@ def rbm_ais_log_partition(rbm: "RBM", *, visible_bias: Tensor | None = None,
                           hidden_bias: Tensor | None = None, chains: int = 100, steps: int = 1000,
                           generator: torch.Generator | None = None,
                           base_visible_bias: Tensor | None = None,
-                          betas: Tensor | None = None) -> "LogPartition":
+                          betas: Tensor | None = None) -> LogPartition:
     """AIS estimate of ``log Z`` of each RBM given by the (broadcast) biases
     (:func:`probseq.estimators.ais.ais_log_partition` on :class:`RBMAnnealingPath`, chunked).
 
-    Returns a :class:`~probseq.frames.rbm.LogPartition` (``value``, ``stderr``, ``ess`` of the
+    Returns a :class:`~probseq.estimators.annealing.LogPartition` (``value``, ``stderr``, ``ess`` of the
     batch shape; ``method="ais"``). Cost ``O(M K D H)`` per RBM.
     """
-    from probseq.frames.rbm import LogPartition
 
     if int(chains) < 2:
         raise UserError(f"AIS needs at least 2 chains to give a standard error, got {chains}")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from probseq.cli import run_in_process
 from probseq.reproduce import format_result, reproduce
 
 
@@ -45,7 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     work = Path(args.work or tempfile.mkdtemp(prefix="bouncing_balls_"))
-    result = reproduce("sutskever-bouncing-balls", [args.model], out=work, minutes=args.minutes,
+    result = reproduce("sutskever-bouncing-balls", [args.model],
+                       run_command=run_in_process, out=work, minutes=args.minutes,
                        steps=args.steps, sets=args.set, device=args.device, seed=args.seed,
                        threads=args.threads)
     print(format_result(result))

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from probseq.cli import run_in_process
 from probseq.reproduce import BL2012_TABLE1, format_result, reproduce
 
 
@@ -48,7 +49,8 @@ def parse_args(argv=None):
 def main(args) -> dict:
     torch.set_num_threads(args.threads)
     work = Path(args.work or tempfile.mkdtemp(prefix="rnn_nade_"))
-    result = reproduce("bl2012-polyphonic", [args.dataset, "rnn-nade"], out=work, minutes=args.minutes,
+    result = reproduce("bl2012-polyphonic", [args.dataset, "rnn-nade"],
+                       run_command=run_in_process, out=work, minutes=args.minutes,
                        steps=args.steps, sets=args.set, data_file=args.data_file, seed=args.seed,
                        threads=args.threads)
     print(format_result(result))

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from probseq.cli import run_in_process
 from probseq.reproduce import format_result, reproduce
 
 
@@ -43,8 +44,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     work = Path(args.work or tempfile.mkdtemp(prefix="vrnn_jsb_"))
-    result = reproduce("dmm-jsb", out=work, minutes=args.minutes, steps=args.steps, sets=args.set,
-                       seed=args.seed, threads=args.threads, samples=args.samples)
+    result = reproduce("dmm-jsb",
+                       run_command=run_in_process, out=work, minutes=args.minutes, steps=args.steps,
+                       sets=args.set, seed=args.seed, threads=args.threads, samples=args.samples)
     print(format_result(result))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

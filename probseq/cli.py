@@ -8,6 +8,8 @@ turns it into ``probseq: error: ...`` with exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import inspect
 import json
 import sys
@@ -345,6 +347,15 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def run_in_process(argv: list[str]) -> str:
+    """Run ``probseq ARGV`` in this process and return its standard output (errors raise)."""
+    args = build_parser().parse_args(argv)
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        args.func(args)
+    return buffer.getvalue()
+
+
 def cmd_reproduce(args) -> int:
     from probseq.reproduce import PROTOCOLS, format_result, reproduce
 
@@ -353,7 +364,7 @@ def cmd_reproduce(args) -> int:
             print(f"{name:26s} {summary}")
         return 0
     out = Path(args.out or f"reproduce-{args.name}")
-    summary = reproduce(args.name, args.args, out=out, run=args.run, minutes=args.minutes,
+    summary = reproduce(args.name, args.args, run_command=run_in_process, out=out, run=args.run, minutes=args.minutes,
                         device=args.device, steps=args.steps, sets=args.set, data_file=args.data_file,
                         data_dir=args.data_dir, seed=args.seed, threads=args.threads, quiet=args.quiet)
     print(format_result(summary))

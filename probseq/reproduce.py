@@ -26,8 +26,6 @@ Published figures (every one is NLL per frame in nats, or a squared error; lower
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shlex
 import time
@@ -191,18 +189,8 @@ def protocol(name: str, args: list[str] | None = None) -> Protocol:
     return PROTOCOLS[name][1](list(args or []))
 
 
-def _run_cli(argv: list[str]) -> str:
-    """Run ``probseq ARGV`` in this process; return its standard output (errors raise)."""
-    from probseq.cli import build_parser
-
-    args = build_parser().parse_args(argv)
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        args.func(args)
-    return buffer.getvalue()
-
-
-def reproduce(name: str, args: list[str] | None = None, *, out: str | Path, run: str | Path | None = None,
+def reproduce(name: str, args: list[str] | None = None, *, run_command: Callable[[list[str]], str],
+              out: str | Path, run: str | Path | None = None,
               minutes: float | None = None, device: str | None = None, steps: int | None = None,
               sets: list[str] | None = None, data_file: str | None = None, data_dir: str | None = None,
               seed: int = 0, threads: int = 0, quiet: bool = True,
@@ -210,6 +198,9 @@ def reproduce(name: str, args: list[str] | None = None, *, out: str | Path, run:
     """Run protocol ``name``; return (and write to ``out/result.json``) the comparison.
 
     Args:
+        run_command: runs ``probseq ARGV`` and returns its standard output
+            (:func:`probseq.cli.run_in_process`); the protocol is a sequence of ``probseq`` commands,
+            so what it prints is exactly what a user typing them would get.
         out: directory for the run (``out/run``, unless ``run`` is given) and ``result.json``.
         run: score this existing run directory instead of training.
         minutes / steps: a time budget / a step count replacing the protocol's (the result is then
@@ -245,7 +236,7 @@ def reproduce(name: str, args: list[str] | None = None, *, out: str | Path, run:
             fit_argv += ["--quiet"]
         commands.append("probseq " + shlex.join(fit_argv))
         started = time.perf_counter()
-        fit_summary = _run_cli(fit_argv).strip()
+        fit_summary = run_command(fit_argv).strip()
         train_wall = time.perf_counter() - started
     run = Path(run)
     stop = _stop_event(run)
@@ -260,7 +251,7 @@ def reproduce(name: str, args: list[str] | None = None, *, out: str | Path, run:
             argv += ["--samples", str(samples or ev.samples)]
         commands.append("probseq " + shlex.join(argv))
         started = time.perf_counter()
-        result = json.loads(_run_cli(argv).strip().splitlines()[-1])
+        result = json.loads(run_command(argv).strip().splitlines()[-1])
         ours = result.get(ev.key)
         target = ev.published.value if ev.published else ev.goal
         rows.append({

@@ -125,19 +125,8 @@ def test_every_module_imports(name):
     importlib.import_module(name)
 
 
-#: cycles known and owned by work in progress; any other cycle fails the test
-KNOWN_CYCLES = {
-    # probseq.reproduce runs `probseq fit` / `evaluate` through probseq.cli's parser, and the CLI
-    # imports reproduce for its subcommand; the protocol runner should call the library (fit,
-    # score_split) instead. Issue 10a (the trainer, `probseq reproduce`) owns these files.
-    ("probseq.cli", "probseq.reproduce"),
-}
-
-
 def test_no_import_cycles():
     cycles = _cycles(_graph())
-    if cycles and all(tuple(c) in KNOWN_CYCLES for c in cycles):
-        pytest.xfail("known cycle(s) still to break: " + "; ".join(" <-> ".join(c) for c in cycles))
     assert not cycles, "import cycles (counting imports inside functions): " + "; ".join(
         " <-> ".join(c) for c in cycles)
 

@@ -28,7 +28,7 @@ from scipy import stats
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
 from probseq.models.registry import build_model, model_class
-from probseq.models.vhred import gaussian_kl, gaussian_log_density
+from probseq.models.gaussian import gaussian_kl, gaussian_log_density
 from probseq.text import EOT_ID, PAD_ID, UNK_ID, Dialogue, DialogueBatch, Vocabulary
 
 VOCAB = ["<pad>", "<unk>", "<eot>", "a"]
@@ -143,7 +143,7 @@ def test_vhred_batched_equals_per_dialogue_given_the_same_latents():
         mu_p, std_p = model.prior(enc.context)
         inputs = model._decoder_inputs(enc.turns, enc.lengths, 0.0, None)
         recon = model._turn_log_probs(enc.turns, enc.lengths, inputs, model._conditioning(enc, mu_q))
-        return recon - gaussian_kl(mu_q, std_q, mu_p, std_p)
+        return recon - gaussian_kl(mu_q, std_q, mu_p, std_p).sum(-1)
 
     batched = terms(model.collate(dialogues))
     singles = torch.cat([terms(model.collate([d])) for d in dialogues])
@@ -330,7 +330,7 @@ def test_gaussian_helpers_match_torch_distributions():
     mu_q, mu_p, z = (torch.randn(5, 3, generator=g, dtype=torch.float64) for _ in range(3))
     std_q, std_p = (torch.rand(5, 3, generator=g, dtype=torch.float64) + 0.1 for _ in range(2))
     q, p = torch.distributions.Normal(mu_q, std_q), torch.distributions.Normal(mu_p, std_p)
-    torch.testing.assert_close(gaussian_kl(mu_q, std_q, mu_p, std_p),
+    torch.testing.assert_close(gaussian_kl(mu_q, std_q, mu_p, std_p).sum(-1),
                                torch.distributions.kl_divergence(q, p).sum(-1))
     torch.testing.assert_close(gaussian_log_density(z, mu_q, std_q), q.log_prob(z).sum(-1))
     assert torch.autograd.gradcheck(gaussian_kl, (mu_q.requires_grad_(), std_q.requires_grad_(), mu_p, std_p))
@@ -361,7 +361,7 @@ class Quadrature:
             self.recon = (weights * loglik(zq)).sum(0)
             self.kl = (weights * (gaussian_log_density(zq, mu_q, std_q)
                                   - gaussian_log_density(zq, mu_p, std_p))).sum(0)
-            self.kl_closed = gaussian_kl(mu_q, std_q, mu_p, std_p)
+            self.kl_closed = gaussian_kl(mu_q, std_q, mu_p, std_p).sum(-1)
             self.elbo = self.recon - self.kl_closed
             self.mu_p, self.std_p, self.context = mu_p, std_p, enc.context
 

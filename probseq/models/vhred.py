@@ -87,36 +87,16 @@ from probseq.device import generator_for, model_device
 from probseq.errors import UserError
 from probseq.estimators import latent as latent_estimators
 from probseq.models.base import LogProb, SequenceModel
+from probseq.models.gaussian import gaussian_kl, gaussian_log_density, loc_scale
 from probseq.models.registry import register_model
 from probseq.text.batch import DialogueBatch
 from probseq.text.vocab import EOT_ID, PAD_ID, UNK_ID, Vocabulary
 from probseq.train.annealing import KLAnnealing, free_bits_kl
 
-__all__ = ["HRED", "VHRED", "Response", "gaussian_kl", "gaussian_log_density"]
+__all__ = ["HRED", "VHRED", "Response"]
 
-_LOG_2PI = math.log(2 * math.pi)
-#: smallest standard deviation of the prior and posterior
-_MIN_STD = 1e-4
 #: cap on (tokens x samples x vocabulary) logits held at once by the estimators (bounds memory: 80 MB)
 _LOGITS_PER_CHUNK = 20_000_000
-
-
-# ---------------------------------------------------------------------------- Gaussian helpers
-def gaussian_kl(mu_q: Tensor, std_q: Tensor, mu_p: Tensor, std_p: Tensor, *, reduce: bool = True) -> Tensor:
-    """``KL(N(mu_q, std_q^2) || N(mu_p, std_p^2))`` for diagonal Gaussians, summed over the last dim
-    (or per dimension with ``reduce=False``).
-
-    .. math:: \\sum_d \\log\\frac{\\sigma_{p,d}}{\\sigma_{q,d}}
-              + \\frac{\\sigma_{q,d}^2 + (\\mu_{q,d} - \\mu_{p,d})^2}{2\\sigma_{p,d}^2} - \\frac12
-    """
-    ratio = (std_q / std_p) ** 2
-    per_dim = 0.5 * (ratio + ((mu_q - mu_p) / std_p) ** 2 - 1.0 - torch.log(ratio))
-    return per_dim.sum(-1) if reduce else per_dim
-
-
-def gaussian_log_density(z: Tensor, mu: Tensor, std: Tensor) -> Tensor:
-    """``log N(z; mu, diag std^2)``, summed over the last dimension."""
-    return (-0.5 * ((z - mu) / std) ** 2 - torch.log(std) - 0.5 * _LOG_2PI).sum(-1)
 
 
 @dataclass
@@ -723,18 +703,13 @@ class VHRED(HRED):
         self.kl_weight = 1.0
 
     # ---------------------------------------------------------------- distributions
-    @staticmethod
-    def _gaussian(out: Tensor) -> tuple[Tensor, Tensor]:
-        mu, raw = out.chunk(2, -1)
-        return mu, F.softplus(raw) + _MIN_STD
-
     def prior(self, context: Tensor) -> tuple[Tensor, Tensor]:
         """``p(z_n | c_{n-1})``: mean and standard deviation, ``(..., Hc) -> 2 x (..., Z)``."""
-        return self._gaussian(self.prior_net(context))
+        return loc_scale(self.prior_net(context))
 
     def posterior(self, context: Tensor, encoding: Tensor) -> tuple[Tensor, Tensor]:
         """``q(z_n | c_{n-1}, e_n)``: mean and standard deviation."""
-        return self._gaussian(self.posterior_net(torch.cat([context, encoding], -1)))
+        return loc_scale(self.posterior_net(torch.cat([context, encoding], -1)))
 
     def _prior_sample(self, context, generator):
         mu, std = self.prior(context)
@@ -759,7 +734,7 @@ class VHRED(HRED):
         z = mu_q + std_q * noise
         inputs = self._decoder_inputs(enc.turns, enc.lengths, word_dropout, generator)
         recon = self._turn_log_probs(enc.turns, enc.lengths, inputs, self._conditioning(enc, z))
-        return enc, recon, gaussian_kl(mu_q, std_q, mu_p, std_p, reduce=False)
+        return enc, recon, gaussian_kl(mu_q, std_q, mu_p, std_p)
 
     def loss(self, batch: DialogueBatch, *, generator: torch.Generator | None = None) -> Tensor:
         """Negative annealed ELBO per token: ``-(sum_n recon_n - beta * M * KL_fb) / tokens``.
@@ -796,7 +771,7 @@ class VHRED(HRED):
         recon = self._turn_log_probs(enc.turns.repeat(k, 1), enc.lengths.repeat(k),
                                      inputs.repeat(k, 1), cond).view(k, m)
         if estimator == "elbo":
-            return recon - gaussian_kl(mu_q, std_q, mu_p, std_p)
+            return recon - gaussian_kl(mu_q, std_q, mu_p, std_p).sum(-1)
         return recon + gaussian_log_density(z, mu_p, std_p) - gaussian_log_density(z, mu_q, std_q)
 
     def log_prob(self, batch: DialogueBatch, *, estimator: str | None = None, samples: int | None = None,

@@ -83,36 +83,18 @@ from probseq.frames.factorial import (BernoulliFrame, CategoricalFrame, Gaussian
                                       make_factorial_frame)
 from probseq.lengths import make_length_model
 from probseq.models.base import LogProb, SequenceModel
+from probseq.models.gaussian import gaussian_kl, gaussian_log_density, loc_scale
 from probseq.models.registry import register_model
 from probseq.train.annealing import KLAnnealing, free_bits_kl
 
-__all__ = ["VRNN", "MixtureFrame", "VRNNTerms", "gaussian_kl"]
+__all__ = ["VRNN", "MixtureFrame", "VRNNTerms"]
 
 _LOG_2PI = math.log(2 * math.pi)
-_MIN_SCALE = 1e-4
 #: row-steps (replicated sequences x time) per chunk when drawing many samples (memory bound)
 _CHUNK_ROW_STEPS = 1 << 18
 #: Burda et al. (2016) activity threshold on Cov_x(E_q[z_u])
 ACTIVITY_THRESHOLD = 0.01
 _OUTPUTS = ("auto", "bernoulli", "gaussian", "categorical", "mixture")
-
-
-def gaussian_kl(q_loc: Tensor, q_scale: Tensor, p_loc: Tensor, p_scale: Tensor) -> Tensor:
-    """``KL(N(q_loc, q_scale^2) || N(p_loc, p_scale^2))`` elementwise (diagonal Gaussians).
-
-    .. math:: \\log\\frac{\\sigma_p}{\\sigma_q} + \\frac{\\sigma_q^2 + (\\mu_q-\\mu_p)^2}{2\\sigma_p^2} - \\frac12
-    """
-    ratio = (q_scale / p_scale) ** 2
-    return 0.5 * (ratio + ((q_loc - p_loc) / p_scale) ** 2 - 1.0 - torch.log(ratio))
-
-
-def _normal_log_prob(value: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
-    return -0.5 * ((value - loc) / scale) ** 2 - torch.log(scale) - 0.5 * _LOG_2PI
-
-
-def _loc_scale(out: Tensor) -> tuple[Tensor, Tensor]:
-    loc, raw = out.chunk(2, -1)
-    return loc, F.softplus(raw) + _MIN_SCALE
 
 
 # ============================================================================ mixture output
@@ -328,10 +310,10 @@ class VRNN(SequenceModel):
         return n + u * (h - n)
 
     def _posterior(self, enc_x: Tensor, enc_h: Tensor) -> tuple[Tensor, Tensor]:
-        return _loc_scale(self.encoder_out(F.relu(enc_x + enc_h)))
+        return loc_scale(self.encoder_out(F.relu(enc_x + enc_h)))
 
     def _prior(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        return _loc_scale(self.prior_net(h))
+        return loc_scale(self.prior_net(h))
 
     def _decode(self, z_features: Tensor, h: Tensor) -> Tensor:
         return self.decoder(torch.cat([z_features, h], -1))
@@ -405,7 +387,7 @@ class VRNN(SequenceModel):
         recon = self.frame.log_prob(params, x)
         kl = gaussian_kl(q_loc, q_scale, p_loc, p_scale)
         log_q = (-0.5 * noise ** 2 - torch.log(q_scale) - 0.5 * _LOG_2PI).sum(-1)
-        log_ratio = _normal_log_prob(z, p_loc, p_scale).sum(-1) - log_q
+        log_ratio = gaussian_log_density(z, p_loc, p_scale) - log_q
         length = self._length_log_prob(lengths, next_hidden)
         return VRNNTerms(recon, kl, log_ratio, length, mask, z, q_loc, prev_hidden)
 

@@ -55,8 +55,10 @@ dialogues of a given number of turns. ``probseq sample RUN --prime context.txt``
 prints both (:meth:`HRED.sample_from_prime_file`).
 
 Vocabulary: the model keeps its :class:`~probseq.text.vocab.Vocabulary` in the buffer
-``vocab_bytes`` (UTF-8, newline-separated), filled by :meth:`HRED.prepare` from the dataset, so
-``model.pt`` alone tokenises a context exactly as training did.
+``vocab_bytes`` (UTF-8, newline-separated; :mod:`probseq.text.stored_vocab`), filled by
+:meth:`HRED.prepare` from the dataset, so ``model.pt`` alone tokenises a context exactly as training
+did. Beam search is :mod:`probseq.text.beam_search`; the ``--prime`` report is
+:mod:`probseq.text.responses`.
 
 References:
     [1] I. V. Serban, A. Sordoni, Y. Bengio, A. Courville, J. Pineau. Building end-to-end dialogue
@@ -74,7 +76,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import torch
@@ -90,6 +91,9 @@ from probseq.models.base import LogProb, SequenceModel
 from probseq.models.gaussian import gaussian_kl, gaussian_log_density, loc_scale
 from probseq.models.registry import register_model
 from probseq.text.batch import DialogueBatch
+from probseq.text.beam_search import beam_search
+from probseq.text.responses import Response, format_responses, read_context_file
+from probseq.text.stored_vocab import StoredVocabulary
 from probseq.text.vocab import EOT_ID, PAD_ID, UNK_ID, Vocabulary
 from probseq.train.annealing import KLAnnealing, free_bits_kl
 
@@ -97,21 +101,6 @@ __all__ = ["HRED", "VHRED", "Response"]
 
 #: cap on (tokens x samples x vocabulary) logits held at once by the estimators (bounds memory: 80 MB)
 _LOGITS_PER_CHUNK = 20_000_000
-
-
-@dataclass
-class Response:
-    """A generated turn: its ids (``<eot>`` last unless ``cut``), its text and ``log p`` under the model.
-
-    ``log_prob`` is ``log p(response | context)`` for HRED and ``log p(response | context, z)`` for
-    VHRED (given the ``z`` it was generated with); ``cut`` is True when it reached the length cap
-    before ``<eot>``.
-    """
-
-    ids: list[int]
-    text: str
-    log_prob: float
-    cut: bool
 
 
 @dataclass
@@ -128,7 +117,7 @@ class _Encoded:
 
 # ---------------------------------------------------------------------------- HRED
 @register_model
-class HRED(SequenceModel):
+class HRED(StoredVocabulary, SequenceModel):
     """Hierarchical recurrent encoder-decoder for dialogues (Serban et al. 2016); exact likelihood.
 
     Hyperparameters:
@@ -181,43 +170,9 @@ class HRED(SequenceModel):
         self.decoder = nn.GRU(emb + cond, dec, batch_first=True)
         #: logits of ids 1..V-1; <pad> (id 0) has none, so it has probability zero
         self.readout = nn.Linear(dec, vocab_size - 1)
-        self.register_buffer("vocab_bytes", torch.zeros(0, dtype=torch.uint8))
-        self._vocab_cache: Vocabulary | None = None
-        if cfg.get("vocab") is not None:
-            self.set_vocabulary(Vocabulary.from_list(cfg["vocab"]))
+        self.init_vocabulary_buffer(cfg.get("vocab"))
 
     # ---------------------------------------------------------------- vocabulary
-    def set_vocabulary(self, vocab: Vocabulary) -> None:
-        """Store ``vocab`` in the ``vocab_bytes`` buffer (so it travels with the ``state_dict``)."""
-        if len(vocab) != self.vocab_size:
-            raise UserError(f"the vocabulary has {len(vocab)} entries but the model was built for "
-                            f"{self.vocab_size}")
-        data = "\n".join(vocab.to_list()).encode("utf-8")
-        self.vocab_bytes = torch.tensor(list(data), dtype=torch.uint8)
-        self._vocab_cache = vocab
-
-    @property
-    def vocabulary(self) -> Vocabulary | None:
-        """The model's vocabulary, or ``None`` if it was never given one."""
-        if self._vocab_cache is None and self.vocab_bytes.numel():
-            tokens = bytes(self.vocab_bytes.tolist()).decode("utf-8").split("\n")
-            self._vocab_cache = Vocabulary.from_list(tokens)
-        return self._vocab_cache
-
-    def _require_vocabulary(self) -> Vocabulary:
-        vocab = self.vocabulary
-        if vocab is None:
-            raise UserError(f"model {self.name!r} has no vocabulary; fit it on a dialogue dataset or "
-                            "build it with vocab=[...]")
-        return vocab
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        key = prefix + "vocab_bytes"
-        if key in state_dict:  # the buffer's size depends on the vocabulary: take the incoming one
-            self.vocab_bytes = torch.empty_like(state_dict[key])
-            self._vocab_cache = None
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     def prepare(self, dataset: Any) -> None:
         """Take the dataset's vocabulary (``dataset.meta["vocab"]``)."""
         tokens = (getattr(dataset, "meta", None) or {}).get("vocab")
@@ -451,54 +406,9 @@ class HRED(SequenceModel):
 
     def _beam_search(self, cond: Tensor, beam_size: int, max_length: int, length_penalty: float
                      ) -> list[list[tuple[list[int], float, bool]]]:
-        """Beam search for each row of ``cond (R, C)``.
-
-        Hypotheses are ranked during the search by ``log p`` and at the end by
-        ``log p / M^length_penalty``; a finished hypothesis (``<eot>`` emitted) is carried along at
-        no cost. Returns, per row, the hypotheses ``(ids, log p, cut)`` best first (at most
-        ``beam_size``; ``cut`` = reached ``max_length`` without ``<eot>``).
-        """
-        rows, k, vocab = cond.shape[0], beam_size, self.vocab_size
-        cond_k = cond.repeat_interleave(k, 0)
-        hidden = self._decoder_state(cond_k)
-        prev = torch.full((rows * k,), EOT_ID, dtype=torch.long, device=cond.device)
-        scores = cond.new_full((rows, k), -math.inf)
-        scores[:, 0] = 0.0
-        history = torch.zeros(rows, k, 0, dtype=torch.long, device=cond.device)
-        finished = torch.zeros(rows, k, dtype=torch.bool, device=cond.device)
-        lengths = torch.zeros(rows, k, dtype=torch.long, device=cond.device)
-        carry = cond.new_full((vocab,), -math.inf)
-        carry[PAD_ID] = 0.0  # a finished hypothesis extends by <pad> at no cost
-        for _ in range(max_length):
-            lp, hidden = self._step(prev, hidden, cond_k)
-            lp = lp.view(rows, k, vocab)
-            lp = torch.where(finished.unsqueeze(-1), carry, lp)
-            cand = (scores.unsqueeze(-1) + lp).view(rows, k * vocab)
-            scores, flat = cand.topk(k, dim=1)
-            parent, tok = flat // vocab, flat % vocab
-            gather = parent + torch.arange(rows, device=cond.device).unsqueeze(1) * k
-            hidden = hidden[:, gather.view(-1)]
-            history = torch.cat([history.gather(1, parent.unsqueeze(-1).expand(-1, -1, history.shape[2])),
-                                 tok.unsqueeze(-1)], -1)
-            was_finished = finished.gather(1, parent)
-            lengths = lengths.gather(1, parent) + (~was_finished).long()
-            finished = was_finished | (tok == EOT_ID)
-            prev = tok.view(-1)
-            if bool(finished[torch.isfinite(scores)].all()):
-                break
-        results = []
-        for r in range(rows):
-            hyps = []
-            for j in range(k):
-                score = float(scores[r, j])
-                if not math.isfinite(score):
-                    continue
-                m = int(lengths[r, j])
-                ids = history[r, j, :m].tolist()
-                hyps.append((ids, score, not bool(finished[r, j])))
-            hyps.sort(key=lambda h: (h[2], -h[1] / max(len(h[0]), 1) ** length_penalty))
-            results.append(hyps)
-        return results
+        """Beam search for each row of ``cond (R, C)`` (:func:`~probseq.text.beam_search.beam_search`)."""
+        return beam_search(self._step, self._decoder_state, cond, vocab_size=self.vocab_size,
+                           beam_size=beam_size, max_length=max_length, length_penalty=length_penalty)
 
     def _encode_context(self, context: Sequence[str] | Sequence[Tensor]) -> list[Tensor]:
         turns = []
@@ -572,33 +482,14 @@ class HRED(SequenceModel):
         Prints ``n`` sampled responses at ``temperature`` and ``n`` beam-search responses (see
         :meth:`respond`; HRED shows at most ``beam_size`` of them).
         """
-        try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"cannot read the context file {path} ({type(exc).__name__})") from None
-        context = [line.strip() for line in lines if line.strip()]
-        if not context:
-            raise UserError(f"the context file {path} holds no turns (one turn per line)")
+        context = read_context_file(path)
         self._require_vocabulary()
         sampled = self.respond(context, n=n, method="sample", temperature=temperature,
                                max_length=max_length, generator=generator)
         beam_n = n if self.latent_dim else min(n, int(self.config["beam_size"]))
         beamed = self.respond(context, n=beam_n, method="beam", max_length=max_length, generator=generator)
-        speakers = "AB"
-        parts = ["context:"]
-        parts += [f"  {speakers[i % 2]}: {turn}" for i, turn in enumerate(context)]
-        who = speakers[len(context) % 2]
-
-        def show(title, responses):
-            parts.append(title)
-            for i, r in enumerate(responses, 1):
-                note = " [cut at the length cap]" if r.cut else ""
-                parts.append(f"  {i}. {who}: {r.text}    (log p = {r.log_prob:.2f}){note}")
-
-        show(f"sampled responses (temperature {temperature:g}):", sampled)
-        show(f"beam search (beam {int(self.config['beam_size'])}"
-             + (", z drawn from the prior per response" if self.latent_dim else "") + "):", beamed)
-        return "\n".join(parts)
+        return format_responses(context, sampled, beamed, temperature=temperature,
+                                beam_size=int(self.config["beam_size"]), latent=bool(self.latent_dim))
 
     @torch.no_grad()
     def sample(self, n: int, *, length: int | None = None, max_length: int | None = None,

@@ -1,7 +1,10 @@
 """Text utilities for dialogue models: a regex word tokenizer and a frequency-capped vocabulary.
 
 See :mod:`probseq.text.tokenizer` (``tokenize``, ``detokenize``) and :mod:`probseq.text.vocab`
-(:class:`Vocabulary` with the special symbols ``<pad>`` = 0, ``<unk>`` = 1, ``<eot>`` = 2).
+(:class:`Vocabulary` with the special symbols ``<pad>`` = 0, ``<unk>`` = 1, ``<eot>`` = 2). The
+dialogue models also use :mod:`probseq.text.batch` (padded dialogues),
+:mod:`probseq.text.stored_vocab` (the vocabulary in a checkpoint), :mod:`probseq.text.beam_search`
+and :mod:`probseq.text.responses` (the ``--prime`` report).
 """
 
 from probseq.text.batch import Dialogue, DialogueBatch

@@ -24,8 +24,9 @@ from probseq.data.spec import DataSpec
 from probseq.errors import UserError
 from probseq.estimators import latent
 from probseq.frames.factorial import BernoulliFrame, GaussianFrame
+from probseq.frames.mixture import MixtureFrame
 from probseq.models.gaussian import gaussian_kl
-from probseq.models.vrnn import VRNN, MixtureFrame
+from probseq.models.vrnn import VRNN
 from probseq.train.annealing import KLAnnealing, free_bits_kl
 
 F64 = torch.float64

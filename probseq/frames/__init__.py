@@ -1,1 +1,1 @@
-"""Per-step distributions p(x_t | context): factorial, RBM, NADE."""
+"""Per-step distributions p(x_t | context): factorial, mixture, RBM, NADE."""

@@ -15,7 +15,7 @@ and the inference network (Chung et al. 2015, eq. 9)
 :math:`[\\mu_{z,t}, \\sigma_{z,t}] = \\varphi^{\\text{enc}}(\\varphi^x(x_t), h_{t-1})`. The frame
 distribution :math:`p(x_t \\mid \\theta_t)` is factorial Bernoulli (piano-rolls), diagonal Gaussian
 (motion capture), categorical, or a mixture of ``components`` Bernoulli/Gaussian factorials
-(:class:`MixtureFrame`). Scales are ``softplus(.) + 1e-4``. The training objective (eq. 10) is
+(:class:`~probseq.frames.mixture.MixtureFrame`). Scales are ``softplus(.) + 1e-4``. The training objective (eq. 10) is
 
 .. math::
 
@@ -28,8 +28,8 @@ with the KL between diagonal Gaussians in closed form. Length (:mod:`probseq.len
 over ``z``); or ``explicit``, a learned ``P(tau)`` with ``tau - t`` fed into the recurrence.
 
 **Two implementations of one model.** :meth:`VRNN.pyro_model` / :meth:`VRNN.pyro_guide` write it as
-a Pyro program (a ``pyro.plate`` over sequences, ``pyro.markov`` over time, ragged batches masked
-with ``.mask(...)``, KL annealing by ``poutine.scale``), so any Pyro inference algorithm applies:
+a Pyro program (:mod:`probseq.models.vrnn_pyro`; a ``pyro.plate`` over sequences, ``pyro.markov``
+over time, ragged batches masked with ``.mask(...)``, KL annealing by ``poutine.scale``), so any Pyro inference algorithm applies:
 ``SVI(vrnn.pyro_model, vrnn.pyro_guide, optim, Trace_ELBO())``. The fast path
 (:meth:`VRNN.elbo_terms`, used by ``loss`` and ``log_prob``) computes the same quantities directly:
 ``phi_x`` and every ``x``-dependent pre-activation for all ``t`` in one matmul before the loop; in the
@@ -81,6 +81,7 @@ from probseq.estimators import latent
 from probseq.frames.base import FrameDistribution
 from probseq.frames.factorial import (BernoulliFrame, CategoricalFrame, GaussianFrame,
                                       make_factorial_frame)
+from probseq.frames.mixture import MixtureFrame
 from probseq.lengths import make_length_model
 from probseq.models.base import LogProb, SequenceModel
 from probseq.models.gaussian import gaussian_kl, gaussian_log_density, loc_scale
@@ -95,58 +96,6 @@ _CHUNK_ROW_STEPS = 1 << 18
 #: Burda et al. (2016) activity threshold on Cov_x(E_q[z_u])
 ACTIVITY_THRESHOLD = 0.01
 _OUTPUTS = ("auto", "bernoulli", "gaussian", "categorical", "mixture")
-
-
-# ============================================================================ mixture output
-class MixtureFrame(FrameDistribution):
-    """A mixture of ``C`` factorial frames (Bernoulli or Gaussian) with shared structure.
-
-    .. math:: p(x \\mid \\theta) = \\sum_{c=1}^C \\pi_c\\, p(x \\mid \\theta_c), \\qquad
-              \\pi = \\mathrm{softmax}(a),
-
-    ``params = [a (C), theta_1, ..., theta_C]`` (``C (1 + P)`` numbers for a component with ``P``
-    parameters). Temperature divides the mixing logits and is passed on to the chosen component.
-    """
-
-    def __init__(self, component: FrameDistribution, components: int) -> None:
-        super().__init__()
-        if isinstance(component, CategoricalFrame):
-            raise UserError("a mixture of categorical frames is itself categorical; use output=categorical")
-        if components < 1:
-            raise UserError(f"a mixture needs at least one component, got components={components}")
-        self.component = component
-        self.components = int(components)
-        self.data_kind = component.data_kind
-        self.param_dim = self.components * (1 + component.param_dim)
-        self.input_dim = component.input_dim
-        self.event_shape = component.event_shape
-
-    def split(self, params: Tensor) -> tuple[Tensor, Tensor]:
-        """``(mixing logits (..., C), component params (..., C, P))``."""
-        c = self.components
-        return params[..., :c], params[..., c:].unflatten(-1, (c, self.component.param_dim))
-
-    def log_prob(self, params, x):
-        logits, comp = self.split(params)
-        return torch.logsumexp(torch.log_softmax(logits, -1) + self.component.log_prob(comp, x.unsqueeze(-2)), -1)
-
-    def sample(self, params, *, temperature=1.0, generator=None):
-        logits, comp = self.split(params)
-        probs = torch.softmax(logits / temperature, -1)
-        idx = torch.multinomial(probs.reshape(-1, self.components), 1, generator=generator)
-        idx = idx.reshape(probs.shape[:-1] + (1, 1)).expand(*probs.shape[:-1], 1, comp.shape[-1])
-        chosen = comp.gather(-2, idx).squeeze(-2)
-        return self.component.sample(chosen, temperature=temperature, generator=generator)
-
-    def mean(self, params):
-        logits, comp = self.split(params)
-        return (torch.softmax(logits, -1).unsqueeze(-1) * self.component.mean(comp)).sum(-2)
-
-    def encode(self, x):
-        return self.component.encode(x)
-
-    def validate(self, x):
-        self.component.validate(x)
 
 
 def _make_output(kind: str, output: str, dim: int, components: int) -> FrameDistribution:
@@ -530,76 +479,18 @@ class VRNN(SequenceModel):
         return self.halt(state.hidden).squeeze(-1)
 
     # ------------------------------------------------------------------ the Pyro program
-    def _pyro_obs_dist(self, params: Tensor):
-        import pyro.distributions as dist
-
-        def factorial(frame, p):
-            if isinstance(frame, BernoulliFrame):
-                return dist.Bernoulli(logits=p).to_event(1)
-            if isinstance(frame, GaussianFrame):
-                loc, log_std = frame._split(p)
-                return dist.Normal(loc, torch.exp(log_std)).to_event(1)
-            if isinstance(frame, CategoricalFrame):
-                return dist.Categorical(logits=p)
-            raise TypeError(f"no Pyro distribution for {type(frame).__name__}")
-
-        if isinstance(self.frame, MixtureFrame):
-            logits, comp = self.frame.split(params)
-            return dist.MixtureSameFamily(dist.Categorical(logits=logits),
-                                          factorial(self.frame.component, comp))
-        return factorial(self.frame, params)
-
     def pyro_model(self, batch: Batch, kl_scale: float = 1.0) -> None:
         """The generative model as a Pyro program (sites ``z_t``, ``x_t``, ``halt_t``, ``length``).
 
         ``kl_scale`` scales the ``z`` sites (``poutine.scale``); with the same scale in the guide
-        this weights ``log p(z) - log q(z)``, i.e. KL annealing.
+        this weights ``log p(z) - log q(z)``, i.e. KL annealing. See :mod:`probseq.models.vrnn_pyro`.
         """
-        import pyro
-        import pyro.distributions as dist
-        from pyro import poutine
+        from probseq.models import vrnn_pyro
 
-        pyro.module("vrnn", self)
-        x = self._frames(batch)
-        lengths, mask = batch.lengths, batch.mask
-        n, steps = mask.shape
-        phi_x = self.phi_x(self.frame.encode(x).to(self._dtype()))
-        gates_x = self._x_inputs(phi_x, self._remaining(lengths, steps))
-        h = self.initial_hidden.expand(n, -1)
-        with pyro.plate("sequences", n):
-            for t in pyro.markov(range(steps)):
-                m = mask[:, t]
-                p_loc, p_scale = self._prior(h)
-                with poutine.scale(scale=kl_scale):
-                    z = pyro.sample(f"z_{t + 1}", dist.Normal(p_loc, p_scale).to_event(1).mask(m))
-                z_feat = self.phi_z(z)
-                pyro.sample(f"x_{t + 1}", self._pyro_obs_dist(self._decode(z_feat, h)).mask(m), obs=x[:, t])
-                gates_h = F.linear(h, self.rnn.weight_hh, self.rnn.bias_hh)
-                h = self._gru(gates_x[:, t] + self._z_inputs(z_feat), gates_h, h)
-                if self.halt is not None:
-                    pyro.sample(f"halt_{t + 1}", dist.Bernoulli(logits=self.halt(h).squeeze(-1)).mask(m),
-                                obs=(lengths == t + 1).to(h.dtype))
-            if self.length_features:
-                pyro.sample("length", dist.Categorical(logits=self.length_model.logits), obs=lengths - 1)
+        vrnn_pyro.pyro_model(self, batch, kl_scale)
 
     def pyro_guide(self, batch: Batch, kl_scale: float = 1.0) -> None:
         """The inference network ``q(z_t | x_t, h_{t-1})`` as a Pyro guide (same ``z_t`` sites)."""
-        import pyro
-        import pyro.distributions as dist
-        from pyro import poutine
+        from probseq.models import vrnn_pyro
 
-        pyro.module("vrnn", self)
-        x = self._frames(batch)
-        lengths, mask = batch.lengths, batch.mask
-        n, steps = mask.shape
-        phi_x = self.phi_x(self.frame.encode(x).to(self._dtype()))
-        enc_x = self.encoder_x(phi_x)
-        gates_x = self._x_inputs(phi_x, self._remaining(lengths, steps))
-        h = self.initial_hidden.expand(n, -1)
-        with pyro.plate("sequences", n):
-            for t in pyro.markov(range(steps)):
-                q_loc, q_scale = self._posterior(enc_x[:, t], F.linear(h, self.encoder_h))
-                with poutine.scale(scale=kl_scale):
-                    z = pyro.sample(f"z_{t + 1}", dist.Normal(q_loc, q_scale).to_event(1).mask(mask[:, t]))
-                gates_h = F.linear(h, self.rnn.weight_hh, self.rnn.bias_hh)
-                h = self._gru(gates_x[:, t] + self._z_inputs(self.phi_z(z)), gates_h, h)
+        vrnn_pyro.pyro_guide(self, batch, kl_scale)

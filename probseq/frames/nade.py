@@ -205,6 +205,18 @@ def _segment_log_prob(xp: Tensor, Wp: Tensor, Vp: Tensor, bp: Tensor, c: Tensor)
     return (xp * logits - F.softplus(logits)).sum(-1)
 
 
+def _ordered_logits(xp: Tensor, Wp: Tensor, Vp: Tensor, bp: Tensor, c: Tensor) -> Tensor:
+    """Logits ``l_k = b_{o_k} + V_{o_k} . sigmoid(c + sum_{j<k} W_{o_j} x_{o_j})``, ``(N, D)`` in
+    ordering order, with plain tensor ops (one ``cumsum`` over positions; autograd differentiates it).
+
+    Keeps ``(N, D, H)`` intermediates; the fused :class:`_NADELogProb` is the memory-light path.
+    """
+    contrib = xp.unsqueeze(-1) * Wp
+    a = c.unsqueeze(1) + torch.cat([torch.zeros_like(contrib[:, :1]),
+                                    contrib[:, :-1].cumsum(1)], 1)
+    return bp + (torch.sigmoid(a) * Vp).sum(-1)
+
+
 #: implementations of :meth:`NADE.log_prob`
 IMPLEMENTATIONS = ("auto", "cumsum", "segments", "autograd")
 
@@ -347,10 +359,7 @@ class NADE(nn.Module):
         O(DH), but it keeps about three ``(N, D, H)`` intermediates alive for the backward.
         """
         batch, xp, Wp, Vp, bp, c, _ = self._prepare(x, visible_bias, hidden_bias, ordering)
-        contrib = xp.unsqueeze(-1) * Wp
-        a = c.unsqueeze(1) + torch.cat([torch.zeros_like(contrib[:, :1]),
-                                        contrib[:, :-1].cumsum(1)], 1)
-        logits = bp + (torch.sigmoid(a) * Vp).sum(-1)
+        logits = _ordered_logits(xp, Wp, Vp, bp, c)
         return (xp * logits - F.softplus(logits)).sum(-1).reshape(batch)
 
     def conditional_logits(self, x: Tensor, *, visible_bias: Tensor | None = None,
@@ -358,10 +367,7 @@ class NADE(nn.Module):
         """Logits :math:`\\ell_d` of :math:`p(x_d = 1 \\mid x_{\\text{before } d})`, ``(..., D)``,
         indexed by dimension (not by position in the ordering)."""
         batch, xp, Wp, Vp, bp, c, o = self._prepare(x, visible_bias, hidden_bias, ordering)
-        contrib = xp.unsqueeze(-1) * Wp
-        a = c.unsqueeze(1) + torch.cat([torch.zeros_like(contrib[:, :1]),
-                                        contrib[:, :-1].cumsum(1)], 1)
-        logits_p = bp + (torch.sigmoid(a) * Vp).sum(-1)                 # (N, D) in ordering order
+        logits_p = _ordered_logits(xp, Wp, Vp, bp, c)                   # (N, D) in ordering order
         o = o.expand_as(logits_p) if o.dim() == 1 else o
         return torch.empty_like(logits_p).scatter_(1, o, logits_p).reshape(*batch, self.n_visible)
 

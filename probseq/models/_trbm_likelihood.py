@@ -101,11 +101,5 @@ def _sampled_trajectory_biases(model, xs: Tensor, generator: torch.Generator | N
     if model.hh_weight is None:
         return vb, static_c
     drive = model.rbm.hidden_logits(xs, torch.zeros_like(model.rbm.hidden_bias))   # W^T (v / sigma)
-    history = list(model._initial_hidden_states().expand(xs.shape[0], -1, -1).unbind(1))
-    biases = []
-    for s_t, d_t in zip(static_c.unbind(1), drive.unbind(1)):
-        c_t = s_t + torch.cat(history, -1) @ model.hh_weight.t()
-        biases.append(c_t)
-        h_t = torch.bernoulli(torch.sigmoid(d_t + c_t), generator=generator)
-        history = [h_t] + history[:-1]
-    return vb, torch.stack(biases, 1)
+    c, _ = model.hidden_trajectory(static_c, drive, sample=True, generator=generator)
+    return vb, c

@@ -230,16 +230,34 @@ class TRBM(SequenceModel):
             c = static_c
             return vb, c, torch.sigmoid(drive + c).detach()
         with torch.no_grad():
-            history = list(self._initial_hidden_states().expand(n, -1, -1).unbind(1))  # h_0, h_{-1}, ...
-            weight = self.hh_weight.t()
-            means = []
-            for s_t, d_t in zip(static_c.unbind(1), drive.unbind(1)):
-                h_t = torch.sigmoid(d_t + s_t + torch.cat(history, -1) @ weight)
-                means.append(h_t)
-                history = [h_t] + history[:-1]
-            hbar = torch.stack(means, 1)
+            _, hbar = self.hidden_trajectory(static_c, drive)
         htaps = self._taps(hbar, self._initial_hidden_states())
         return vb, static_c + htaps @ self.hh_weight.t(), hbar
+
+    def hidden_trajectory(self, static_c: Tensor, drive: Tensor, *, sample: bool = False,
+                          generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """The recursion through the hidden-hidden taps (``hh`` on), one step at a time.
+
+        For ``t = 1..T``: ``c_t = static_c_t + sum_k B_k h_{t-k}`` and ``h_t = sigma(drive_t + c_t)``
+        (the filtered mean, eq. 3.5), or ``h_t ~ Bernoulli(sigma(drive_t + c_t))`` with
+        ``sample=True`` (one hidden trajectory, drawn from ``generator``); ``h_{1-k}`` are the
+        learned initial states. ``static_c`` ``(B, T, H)`` is ``b_H + sum_k C_k v_{t-k}``, ``drive``
+        ``(B, T, H)`` is ``W^T (v_t / sigma)``. Returns ``(c, h)``, both ``(B, T, H)``; call it
+        without autograd (the learning rule holds the hidden means fixed).
+        """
+        n = static_c.shape[0]
+        history = list(self._initial_hidden_states().expand(n, -1, -1).unbind(1))  # h_0, h_{-1}, ...
+        weight = self.hh_weight.t()
+        biases, states = [], []
+        for s_t, d_t in zip(static_c.unbind(1), drive.unbind(1)):
+            c_t = s_t + torch.cat(history, -1) @ weight
+            h_t = torch.sigmoid(d_t + c_t)
+            if sample:
+                h_t = torch.bernoulli(h_t, generator=generator)
+            biases.append(c_t)
+            states.append(h_t)
+            history = [h_t] + history[:-1]
+        return torch.stack(biases, 1), torch.stack(states, 1)
 
     # ---------------------------------------------------------------- likelihood
     def check_estimator(self, estimator: str | None) -> str:

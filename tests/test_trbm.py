@@ -11,7 +11,8 @@ from scipy import stats
 from probseq.data.batch import Batch
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
-from probseq.models.trbm import TRBM, StackedTRBM
+from probseq.models.stacked_trbm import StackedTRBM
+from probseq.models.trbm import TRBM
 from probseq.testing import trbm_oracle as oracle
 from probseq.testing.enumerate import all_sequences
 

@@ -53,13 +53,11 @@ with the frame. ``sampler=rtrbm`` instead keeps the mean ``\\bar h_t`` (the "RTR
 thesis uses for comparisons; it samples exactly the distribution ``Q`` that ``log_prob`` scores).
 A prefix (``--prime``) is absorbed by mean-field filtering.
 
-**Denoising** (:meth:`TRBM.denoise`, thesis fig. 3.2): online filtering, then reconstruction:
-``\\bar h_t`` from the *noisy* frame and the history, ``\\hat v_t = E[v | \\bar h_t; b_t]``; the
-reconstructions (not the noisy frames) feed the visible history of later steps.
+**Denoising** (:meth:`TRBM.denoise`, thesis fig. 3.2; :mod:`probseq.models.trbm_denoising`):
+online filtering of the noisy frames, then reconstruction.
 
-**Stacking** (§3.4, :class:`StackedTRBM`): a second TRBM is trained greedily on the first one's
-filtered hidden means; it generates the first layer's hidden sequence, from which a single
-top-down pass draws ``v_t ~ P(v_t | h^{(1)}_t; b_t)`` with the first layer's visible history.
+**Stacking** (§3.4): :class:`~probseq.models.stacked_trbm.StackedTRBM`, a second TRBM trained
+greedily on the first one's filtered hidden means (:mod:`probseq.models.stacked_trbm`).
 
 **Training recipe** ``preset=thesis`` (as for the RTRBM, §3.10): static CD pre-training of ``W`` and
 the biases (``pretrain_steps``, default 2000 with the preset), SGD with momentum 0.9 and a linearly
@@ -93,8 +91,9 @@ from probseq.models._rbm_common import (VALIDATION_HYPERPARAMETERS, check_valida
 from probseq.models._trbm_likelihood import TRBM_ESTIMATORS, default_trbm_estimator, trbm_log_prob
 from probseq.models.base import LogProb, SequenceModel
 from probseq.models.registry import register_model
+from probseq.models.trbm_denoising import denoise
 
-__all__ = ["TRBM", "StackedTRBM"]
+__all__ = ["TRBM"]
 
 PRESETS = ("none", "thesis")
 SAMPLERS = ("trbm", "rtrbm")
@@ -327,23 +326,12 @@ class TRBM(SequenceModel):
         with torch.no_grad():
             return self._predict(self.frames_of(batch))
 
-    @torch.no_grad()
     def denoise(self, noisy: Tensor) -> Tensor:
         """Online denoising by filtering then reconstruction (thesis fig. 3.2); ``(B, T, D)`` -> same.
 
-        ``hbar_t = sigmoid(W^T (y_t / sigma) + c_t)`` from the noisy frame ``y_t``, then
-        ``vhat_t = E[v | hbar_t; b_t]``; ``b_t`` and ``c_t`` come from the reconstructions
-        ``vhat_{<t}`` and the means ``hbar_{<t}``, so each output uses only frames up to ``t``.
+        See :func:`probseq.models.trbm_denoising.denoise`.
         """
-        state = self.initial_state(noisy.shape[0])
-        out = []
-        for y_t in noisy.to(self.rbm.weight.dtype).unbind(1):
-            vb, hb = self._step_biases(state)
-            h_t = torch.sigmoid(self.rbm.hidden_logits(y_t, hb))
-            v_t = self.rbm.visible_mean(h_t, vb)
-            out.append(v_t)
-            state = _History([v_t] + state.visible[:-1], [h_t] + state.hidden[:-1], None)
-        return torch.stack(out, 1)
+        return denoise(self, noisy)
 
     @torch.no_grad()
     def filtered_hidden(self, batch: Batch) -> list[Tensor]:
@@ -388,44 +376,9 @@ class TRBM(SequenceModel):
         else:
             _, hb = self._step_biases(state)
             h_t = torch.sigmoid(self.rbm.hidden_logits(frame, hb))
-        return _History([frame] + state.visible[:-1], [h_t] + state.hidden[:-1], None)
+        return self.next_history(state, frame, h_t)
 
+    def next_history(self, state: _History, visible: Tensor, hidden: Tensor) -> _History:
+        """The sampling history after a frame ``visible`` ``(n, D)`` with hidden state ``hidden`` ``(n, H)``."""
+        return _History([visible] + state.visible[:-1], [hidden] + state.hidden[:-1], None)
 
-class StackedTRBM(nn.Module):
-    """Two TRBMs stacked greedily (thesis §3.4): ``upper`` models ``lower``'s filtered hidden means.
-
-    Build the upper layer with ``TRBM(DataSpec("binary", lower.rbm.n_hidden), ...)`` and train it on
-    :meth:`TRBM.filtered_hidden` of the training data (its Bernoulli CD accepts the means in
-    ``[0, 1]`` as soft data; use :meth:`upper_training_loss`).
-
-    :meth:`sample`: the upper TRBM generates a sequence of first-layer hidden vectors (binary
-    samples), then one top-down pass draws ``v_t ~ P(v_t | h_t; b_t)`` with the first layer's
-    visible history in ``b_t`` (its hidden-side temporal connections are replaced by the upper
-    layer, as in a deep belief net).
-    """
-
-    def __init__(self, lower: TRBM, upper: TRBM) -> None:
-        super().__init__()
-        if upper.spec.dim != lower.rbm.n_hidden or upper.spec.kind != "binary":
-            raise UserError(f"the upper TRBM must model binary frames of the lower layer's "
-                            f"{lower.rbm.n_hidden} hidden units, got {upper.spec}")
-        self.lower, self.upper = lower, upper
-
-    def upper_training_loss(self, batch: Batch, *, generator: torch.Generator | None = None) -> Tensor:
-        """CD loss of the upper layer on the lower layer's filtered means of ``batch`` (lower frozen)."""
-        hidden = Batch.from_sequences(self.lower.filtered_hidden(batch))
-        return self.upper.loss(hidden, generator=generator)
-
-    @torch.no_grad()
-    def sample(self, n: int, length: int, *, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> Batch:
-        hidden = self.upper.sample(n, length=length, temperature=temperature, generator=generator)
-        state = self.lower.initial_state(n)
-        frames = []
-        for h_t in hidden.values.unbind(1):
-            vb, _ = self.lower._step_biases(state)
-            v_t, _ = self.lower.rbm.sample_visible(h_t.to(vb.dtype), vb, temperature=temperature,
-                                                   generator=generator)
-            frames.append(v_t)
-            state = _History([v_t] + state.visible[:-1], [h_t] + state.hidden[:-1], None)
-        return Batch(torch.stack(frames, 1), torch.full((n,), length, dtype=torch.long))

@@ -9,7 +9,9 @@ import torch
 from scipy import stats
 
 from probseq.errors import UserError
-from probseq.frames.rbm import RBM, RBMFrame, binary_states
+from probseq.frames.rbm import RBM
+from probseq.frames.rbm_exact import binary_states
+from probseq.frames.rbm_frame import RBMFrame
 from probseq.testing import rbm_oracle as oracle
 from probseq.testing.rbm_oracle import random_rbm
 

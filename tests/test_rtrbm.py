@@ -12,7 +12,7 @@ from probseq.data.batch import Batch
 from probseq.data.registry import Dataset
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
-from probseq.frames.rbm import binary_states
+from probseq.frames.rbm_exact import binary_states
 from probseq.models.registry import build_model
 from probseq.testing.enumerate import all_sequences, random_batch
 

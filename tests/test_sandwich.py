@@ -22,7 +22,7 @@ import torch
 
 from probseq.data.batch import Batch
 from probseq.data.spec import DataSpec
-from probseq.frames.rbm import binary_states
+from probseq.frames.rbm_exact import binary_states
 from probseq.frames.rbm_annealing import rbm_ais_log_partition, rbm_raise_log_prob
 from probseq.models.registry import build_model
 from probseq.testing import trbm_oracle

@@ -1,4 +1,4 @@
-"""Restricted Boltzmann machines: the RBM itself and the RBM as a frame distribution.
+"""Restricted Boltzmann machines: the RBM itself (energies, Gibbs sampling, CD training, log-partition).
 
 An RBM over visible units ``v`` (``D`` of them) and binary hidden units ``h`` (``H``) is
 
@@ -34,8 +34,8 @@ reuse one implementation, and how the Gibbs chains of all time steps of a batch 
 batched RBM.
 
 **Log-partition** (:meth:`RBM.log_partition`): ``"exact"`` enumerates the smaller layer
-(``2^min(D, H)`` terms; the Gaussian case enumerates the hiddens and integrates the visibles
-analytically:
+(:mod:`probseq.frames.rbm_exact`; ``2^min(D, H)`` terms; the Gaussian case enumerates the hiddens
+and integrates the visibles analytically:
 ``log Z = sum_i log(sqrt(2 pi) sigma_i) + logsumexp_h [c^T h + sum_i (b_i u_i / sigma_i + u_i^2 / 2)]``,
 ``u = W h``); ``"ais"`` is annealed importance sampling (Salakhutdinov & Murray 2008; the path from the RBM
 with ``W = 0`` is :mod:`probseq.frames.rbm_annealing`, the estimator :mod:`probseq.estimators.ais`),
@@ -59,7 +59,6 @@ References:
 from __future__ import annotations
 
 import math
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -67,20 +66,14 @@ from torch import Tensor, nn
 
 from probseq.errors import UserError
 from probseq.estimators.annealing import LogPartition
-from probseq.frames.base import FrameDistribution
+from probseq.frames.rbm_exact import exact_log_partition
 
-__all__ = ["RBM", "RBMFrame", "LogPartition", "binary_states", "expected_visible", "check_scorable_frames",
-           "VISIBLE_KINDS", "MEAN_METHODS"]
+__all__ = ["RBM", "LogPartition", "expected_visible", "check_scorable_frames", "VISIBLE_KINDS", "MEAN_METHODS"]
 
 VISIBLE_KINDS = ("bernoulli", "gaussian")
 #: how a prediction ``E[v]`` is formed: a seeded Gibbs average or naive mean-field
 MEAN_METHODS = ("gibbs", "mean-field")
 _LOG_SIGMA_RANGE = (-7.0, 5.0)
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-#: at most this many units may be enumerated by the exact log-partition
-MAX_EXACT_UNITS = 24
-#: elements per chunk of the enumeration (bounds memory)
-_CHUNK_ELEMENTS = 1 << 22
 
 
 def check_scorable_frames(frames: Tensor, gaussian: bool) -> None:
@@ -96,15 +89,6 @@ def check_scorable_frames(frames: Tensor, gaussian: bool) -> None:
         raise UserError("the likelihood of an RBM with Bernoulli visible units needs frames of 0s and 1s; "
                         "these have intensities in (0, 1), which can be trained on and predicted "
                         "(--metric mse) but not scored (for bouncing-balls, fit with --set binarize=true)")
-
-
-def binary_states(n: int, *, dtype: torch.dtype | None = None, start: int = 0,
-                  stop: int | None = None, device: torch.device | str | None = None) -> Tensor:
-    """Binary vectors ``start..stop-1`` of ``{0,1}^n`` in counting order, shape ``(stop-start, n)``."""
-    stop = 2 ** n if stop is None else stop
-    idx = torch.arange(start, stop, device=device)
-    bits = 2 ** torch.arange(n - 1, -1, -1, device=device)
-    return ((idx.unsqueeze(1) // bits) % 2).to(dtype or torch.get_default_dtype())
 
 
 def _bernoulli(probs: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -470,7 +454,7 @@ class RBM(nn.Module):
         """
         vb, hb = self.biases(visible_bias, hidden_bias)
         if method == "exact":
-            return LogPartition(self._exact_log_partition(vb, hb), None, "exact")
+            return LogPartition(exact_log_partition(self, vb, hb), None, "exact")
         if method == "ais":
             from probseq.frames.rbm_annealing import rbm_ais_log_partition
 
@@ -491,40 +475,6 @@ class RBM(nn.Module):
                                        **log_partition_options)
         return -self.free_energy(v, vb, hb) - log_z.value
 
-    def _exact_log_partition(self, vb: Tensor, hb: Tensor) -> Tensor:
-        units = self.exact_units()
-        if units > MAX_EXACT_UNITS:
-            raise UserError(
-                f"the exact log-partition enumerates 2^{units} states, more than 2^{MAX_EXACT_UNITS}; "
-                f"use the ais estimator"
-            )
-        batch = torch.broadcast_shapes(vb.shape[:-1], hb.shape[:-1])
-        vb = vb.expand(*batch, self.n_visible)
-        hb = hb.expand(*batch, self.n_hidden)
-        width = max(self.n_visible, self.n_hidden)
-        chunk = max(1, _CHUNK_ELEMENTS // max(1, math.prod(batch) * width))
-        total = 2 ** units
-        dtype = self.weight.dtype
-        pieces = []
-        enumerate_hidden = self.gaussian or self.n_hidden <= self.n_visible
-        for start in range(0, total, chunk):
-            states = binary_states(units, dtype=dtype, start=start, stop=min(total, start + chunk),
-                                   device=self.weight.device)
-            if enumerate_hidden:
-                u = states @ self.weight.t()                      # (C, D): W h
-                terms = hb @ states.t()                           # (..., C): c^T h
-                if self.gaussian:
-                    terms = terms + (vb / self.sigma) @ u.t() + 0.5 * (u * u).sum(-1)
-                else:
-                    terms = terms + F.softplus(vb.unsqueeze(-2) + u).sum(-1)
-            else:
-                terms = vb @ states.t() + F.softplus(hb.unsqueeze(-2) + states @ self.weight).sum(-1)
-            pieces.append(torch.logsumexp(terms, -1))
-        log_z = torch.logsumexp(torch.stack(pieces, -1), -1)
-        if self.gaussian:
-            log_z = log_z + (_HALF_LOG_2PI + torch.log(self.sigma)).sum()
-        return log_z
-
 
 def expected_visible(rbm: RBM, visible_bias: Tensor | None, hidden_bias: Tensor | None, *, method: str,
                      mean_field_steps: int = 20, chains: int = 20, steps: int = 25, seed: int = 0) -> Tensor:
@@ -537,101 +487,3 @@ def expected_visible(rbm: RBM, visible_bias: Tensor | None, hidden_bias: Tensor 
         return rbm.mean_field(visible_bias, hidden_bias, steps=mean_field_steps)
     raise UserError(f"the prediction method must be one of {', '.join(MEAN_METHODS)}, got {method!r}")
 
-
-class RBMFrame(FrameDistribution):
-    """An RBM as the per-step distribution ``p(x_t | theta_t)`` of a sequence model.
-
-    ``params`` ``(..., D + H)`` are dynamic bias *offsets* ``[delta_b (D), delta_c (H)]`` set by a
-    backbone; the step's RBM has biases ``b + delta_b`` and ``c + delta_c`` where ``b, c`` are the
-    wrapped :class:`RBM`'s own (shared over time) and ``W`` is shared too. With zero ``params`` the
-    frame is the plain RBM, so a pre-trained RBM drops in.
-
-    * :meth:`log_prob`: ``-F(x) - log Z``; ``log Z`` exact when the smaller layer has at most
-      ``exact_max_units`` units, otherwise AIS with the frame's settings (the global random
-      generator; sequence models call :meth:`log_prob_with_stderr` with an explicit generator).
-    * :meth:`loss`: the CD-k surrogate ``F(x) - F(x_neg)`` with ``k = cd_steps`` (mutable, so a
-      schedule can change it) and the negatives detached; the gradient reaches the backbone
-      through the biases.
-    * :meth:`sample`: ``sample_steps`` rounds of Gibbs sampling (see :meth:`RBM.sample`).
-    * :meth:`mean`: an estimate of ``E[x]``, by ``mean_method``: ``"gibbs"`` (default,
-      :meth:`RBM.gibbs_mean` with ``mean_chains`` chains of ``mean_steps`` rounds, from a generator
-      seeded with ``mean_seed`` on every call, so the prediction is a deterministic function of
-      ``params``) or ``"mean-field"`` (:meth:`RBM.mean_field`, ``mean_field_steps`` damped
-      iterations: cheaper, but on bouncing balls its next-frame error was 1.2–1.4x the Gibbs
-      average's, see ``benchmarks/RESULTS.md``).
-    """
-
-    likelihood_kind: ClassVar[str] = "estimate"
-
-    def __init__(self, n_visible: int, n_hidden: int, visible: str = "bernoulli", *, cd_steps: int = 1,
-                 sample_steps: int = 100, mean_field_steps: int = 20, exact_max_units: int = 12,
-                 ais_chains: int = 100, ais_steps: int = 1000, sigma: float = 1.0,
-                 learn_sigma: bool = False, init_std: float = 0.01, mean_method: str = "gibbs",
-                 mean_chains: int = 20, mean_steps: int = 25, mean_seed: int = 0) -> None:
-        super().__init__()
-        if mean_method not in MEAN_METHODS:
-            raise UserError(f"the prediction method must be one of {', '.join(MEAN_METHODS)}, got {mean_method!r}")
-        self.rbm = RBM(n_visible, n_hidden, visible, sigma=sigma, learn_sigma=learn_sigma,
-                       init_std=init_std)
-        self.data_kind = "real" if visible == "gaussian" else "binary"
-        self.param_dim = n_visible + n_hidden
-        self.input_dim = n_visible
-        self.event_shape = torch.Size([n_visible])
-        self.cd_steps = int(cd_steps)
-        self.sample_steps = int(sample_steps)
-        self.mean_field_steps = int(mean_field_steps)
-        self.exact_max_units = int(exact_max_units)
-        self.ais_chains = int(ais_chains)
-        self.ais_steps = int(ais_steps)
-        self.mean_method, self.mean_chains = mean_method, int(mean_chains)
-        self.mean_steps, self.mean_seed = int(mean_steps), int(mean_seed)
-
-    @property
-    def exact_by_default(self) -> bool:
-        """Whether :meth:`log_prob` enumerates (the smaller layer has at most ``exact_max_units``)."""
-        return self.rbm.exact_units() <= self.exact_max_units
-
-    def biases(self, params: Tensor) -> tuple[Tensor, Tensor]:
-        """The step's full biases ``(b + delta_b, c + delta_c)`` from ``params`` ``(..., D + H)``."""
-        if params.shape[-1] != self.param_dim:
-            raise ValueError(f"RBM frame parameters must end in {self.param_dim}, got {tuple(params.shape)}")
-        d = self.rbm.n_visible
-        return self.rbm.visible_bias + params[..., :d], self.rbm.hidden_bias + params[..., d:]
-
-    def log_prob_with_stderr(self, params: Tensor, x: Tensor, *, method: str,
-                             chains: int | None = None, steps: int | None = None,
-                             generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
-        """``(log p(x | params), stderr)``, each of shape ``params.shape[:-1]`` (stderr ``None`` if exact)."""
-        vb, hb = self.biases(params)
-        if method == "raise":
-            from probseq.frames.rbm_annealing import rbm_raise_log_prob
-
-            return rbm_raise_log_prob(self.rbm, x, visible_bias=vb, hidden_bias=hb,
-                                      chains=chains or self.ais_chains, steps=steps or self.ais_steps,
-                                      generator=generator)
-        log_z = self.rbm.log_partition(method, visible_bias=vb, hidden_bias=hb,
-                                       chains=chains or self.ais_chains, steps=steps or self.ais_steps,
-                                       generator=generator)
-        return -self.rbm.free_energy(x, vb, hb) - log_z.value, log_z.stderr
-
-    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
-        method = "exact" if self.exact_by_default else "ais"
-        return self.log_prob_with_stderr(params, x, method=method)[0]
-
-    def loss(self, params: Tensor, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
-        vb, hb = self.biases(params)
-        return self.rbm.cd_loss(x, self.cd_steps, visible_bias=vb, hidden_bias=hb, generator=generator)
-
-    def sample(self, params: Tensor, *, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> Tensor:
-        vb, hb = self.biases(params)
-        return self.rbm.sample(steps=self.sample_steps, visible_bias=vb, hidden_bias=hb,
-                               temperature=temperature, generator=generator)
-
-    def mean(self, params: Tensor) -> Tensor:
-        vb, hb = self.biases(params)
-        return expected_visible(self.rbm, vb, hb, method=self.mean_method, mean_field_steps=self.mean_field_steps,
-                                chains=self.mean_chains, steps=self.mean_steps, seed=self.mean_seed)
-
-    def validate(self, x: Tensor) -> None:
-        check_scorable_frames(x, gaussian=self.data_kind != "binary")

@@ -7,7 +7,7 @@
     [\\delta b_t, \\delta c_t] = W_o\\, o_t + b_o, \\qquad o_t = \\mathrm{RNN}(v_1, \\dots, v_{t-1}),
 
 i.e. the generic :class:`~probseq.models.recurrent.RecurrentFrameModel` (a tanh RNN by default,
-``cell=gru|lstm`` possible; any length model) with an :class:`~probseq.frames.rbm.RBMFrame` as
+``cell=gru|lstm`` possible; any length model) with an :class:`~probseq.frames.rbm_frame.RBMFrame` as
 its frame distribution: ``W`` and the base biases ``b, c`` are shared over time, the readout adds
 the dynamic part (the paper's ``b_v^{(t)} = b_v + W_{uv} u^{(t-1)}``,
 ``b_h^{(t)} = b_h + W_{uh} u^{(t-1)}``). Unlike the RTRBM, the recurrent state is a separate RNN
@@ -22,7 +22,7 @@ rather than the RBM's own mean-field hiddens.
   per step, biased downward).
 * **Prediction**: ``E[v_t]`` of each step's RBM given ``v_{<t}``, a seeded Gibbs average
   (``predict=gibbs``, default) or mean-field (``predict=mean-field``); see
-  :class:`~probseq.frames.rbm.RBMFrame`. The validation score uses mean-field.
+  :class:`~probseq.frames.rbm_frame.RBMFrame`. The validation score uses mean-field.
 * ``prepare`` sets the RBM's visible bias from the training marginals and, with
   ``pretrain_steps > 0``, pre-trains ``W`` as a static RBM by CD (the paper initialises from a
   pre-trained RBM).
@@ -41,7 +41,7 @@ from torch import Tensor
 from probseq.data.batch import Batch
 from probseq.data.spec import DataSpec
 from probseq.frames.base import FrameDistribution
-from probseq.frames.rbm import RBMFrame
+from probseq.frames.rbm_frame import RBMFrame
 from probseq.models._rbm_common import (VALIDATION_HYPERPARAMETERS, check_validation_criterion,
                                         estimator_label, initialise_from_frames, likelihood_kind,
                                         likelihood_validation_loss, prediction_loss, resolve_estimator,

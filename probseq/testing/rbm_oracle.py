@@ -13,7 +13,8 @@ import math
 import torch
 from torch import Tensor
 
-from probseq.frames.rbm import RBM, binary_states
+from probseq.frames.rbm import RBM
+from probseq.frames.rbm_exact import binary_states
 
 __all__ = ["brute_force_log_partition", "brute_force_free_energy", "visible_distribution",
            "gibbs_kernel", "exact_gradient", "expected_cd_gradient", "grid_log_partition"]

@@ -46,7 +46,7 @@ and errs the other way (:func:`probseq.frames.rbm_annealing.rbm_raise_log_prob`)
 ``F(v_data) - F(v_neg)`` with the negatives ``v_neg`` (``k`` Gibbs steps from the data, or from
 persistent chains, Tieleman 2008) detached, so its gradient is the CD-k estimate of the gradient
 of ``-log P(v)``. :meth:`RBM.cd_gradients` computes the same gradient by hand (no autograd) for
-the fast path of an unconditional RBM.
+the fast path of an unconditional RBM (:mod:`probseq.frames.rbm_cd`, with the fused CD step).
 
 References:
     Hinton (2002), Training products of experts by minimizing contrastive divergence.
@@ -59,6 +59,7 @@ References:
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +67,7 @@ from torch import Tensor, nn
 
 from probseq.errors import UserError
 from probseq.estimators.annealing import LogPartition
+from probseq.frames import rbm_cd
 from probseq.frames.rbm_exact import exact_log_partition
 
 __all__ = ["RBM", "LogPartition", "expected_visible", "check_scorable_frames", "VISIBLE_KINDS", "MEAN_METHODS"]
@@ -73,7 +75,8 @@ __all__ = ["RBM", "LogPartition", "expected_visible", "check_scorable_frames", "
 VISIBLE_KINDS = ("bernoulli", "gaussian")
 #: how a prediction ``E[v]`` is formed: a seeded Gibbs average or naive mean-field
 MEAN_METHODS = ("gibbs", "mean-field")
-_LOG_SIGMA_RANGE = (-7.0, 5.0)
+#: the range ``log sigma`` is clamped to (a learned sigma gets no gradient outside it)
+LOG_SIGMA_RANGE = (-7.0, 5.0)
 
 
 def check_scorable_frames(frames: Tensor, gaussian: bool) -> None:
@@ -91,7 +94,7 @@ def check_scorable_frames(frames: Tensor, gaussian: bool) -> None:
                         "(--metric mse) but not scored (for bouncing-balls, fit with --set binarize=true)")
 
 
-def _bernoulli(probs: Tensor, generator: torch.Generator | None) -> Tensor:
+def bernoulli_draw(probs: Tensor, generator: torch.Generator | None) -> Tensor:
     """Bernoulli draws as ``uniform < p`` (same law as ``torch.bernoulli``, faster on CPU)."""
     u = torch.rand(probs.shape, generator=generator, dtype=probs.dtype, device=probs.device)
     return u.lt_(probs)
@@ -113,6 +116,11 @@ class RBM(nn.Module):
     Shapes: data ``v`` is ``(..., D)``; bias overrides ``(..., D)`` / ``(..., H)`` broadcast
     against it; per-example results have the leading shape ``(...)``.
     """
+
+    #: the range ``log sigma`` is clamped to (:data:`LOG_SIGMA_RANGE`)
+    log_sigma_range: ClassVar[tuple[float, float]] = LOG_SIGMA_RANGE
+    #: Bernoulli draws ``uniform < p`` (:func:`bernoulli_draw`), the RBM's one Bernoulli sampler
+    draw_bernoulli = staticmethod(bernoulli_draw)
 
     def __init__(self, n_visible: int, n_hidden: int, visible: str = "bernoulli", *,
                  sigma: float = 1.0, learn_sigma: bool = False, init_std: float = 0.01) -> None:
@@ -152,7 +160,7 @@ class RBM(nn.Module):
         """``(D,)`` visible standard deviations (Gaussian visibles), else ``None``."""
         if not self.gaussian:
             return None
-        return torch.exp(self.log_sigma.clamp(*_LOG_SIGMA_RANGE))
+        return torch.exp(self.log_sigma.clamp(*LOG_SIGMA_RANGE))
 
     def biases(self, visible_bias: Tensor | None = None,
                hidden_bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -189,7 +197,7 @@ class RBM(nn.Module):
                       generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """``h ~ p(h | v)`` (at ``temperature``); returns ``(h, p(h = 1 | v))``."""
         probs = torch.sigmoid(self.hidden_logits(v, hidden_bias) / temperature)
-        return _bernoulli(probs, generator), probs
+        return bernoulli_draw(probs, generator), probs
 
     def sample_visible(self, h: Tensor, visible_bias: Tensor | None = None, *, temperature: float = 1.0,
                        generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
@@ -203,7 +211,7 @@ class RBM(nn.Module):
             noise = torch.randn(act.shape, generator=generator, dtype=act.dtype, device=act.device)
             return act + math.sqrt(temperature) * self.sigma * noise, act
         probs = torch.sigmoid(act / temperature)
-        return _bernoulli(probs, generator), probs
+        return bernoulli_draw(probs, generator), probs
 
     # ----------------------------------------------------------------- energies
     def energy(self, v: Tensor, h: Tensor, visible_bias: Tensor | None = None,
@@ -264,7 +272,7 @@ class RBM(nn.Module):
         vb, hb = self.biases(visible_bias, hidden_bias)
         batch = torch.broadcast_shapes(vb.shape[:-1], hb.shape[:-1])
         probs = torch.sigmoid(hb / temperature).expand(*shape, *batch, self.n_hidden)
-        h = _bernoulli(probs.contiguous(), generator)
+        h = bernoulli_draw(probs.contiguous(), generator)
         v, mean = self.sample_visible(h, vb, temperature=temperature, generator=generator)
         if mean_visible:
             v = mean
@@ -335,105 +343,17 @@ class RBM(nn.Module):
         negatives = self._negatives(v, k, persistent, vb, hb, generator)
         return self.free_energy(v, vb, hb) - self.free_energy(negatives, vb, hb)
 
-    @torch.no_grad()
     def cd_gradients(self, v: Tensor, k: int = 1, *, persistent: bool = False,
                      generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """Hand-written CD-k gradient of the mean surrogate over a batch ``v`` ``(N, D)``.
+        """Hand-written CD-k gradient of the mean surrogate over a batch ``v`` ``(N, D)``
+        (:func:`probseq.frames.rbm_cd.cd_gradients`)."""
+        return rbm_cd.cd_gradients(self, v, k, persistent=persistent, generator=generator)
 
-        Returns ``{"weight", "visible_bias", "hidden_bias"[, "log_sigma"]}`` equal to the
-        autograd gradient of ``cd_loss(v, k).mean()`` given the same negatives (checked in
-        float64 against autograd in the tests); the Bernoulli case is
-        ``dW = -(v^T p(h|v) - v_neg^T p(h|v_neg)) / N``. Uses the RBM's own biases (the fast
-        path for an unconditional RBM); ``log_sigma`` gets a gradient only when it is learned.
-        """
-        if v.dim() != 2:
-            raise ValueError(f"cd_gradients expects a batch of shape (N, D), got {tuple(v.shape)}")
-        if int(k) < 1:
-            raise ValueError(f"CD-k needs k >= 1 Gibbs rounds, got {k}")
-        n = v.shape[0]
-        vb, hb = self.visible_bias, self.hidden_bias
-        xs_pos = self._scaled(v)
-        p_pos = torch.sigmoid(hb + xs_pos @ self.weight)
-        # the chain of _negatives() written out, reusing p(h | v_data) for its first hidden draw
-        # (same random stream, one matrix product fewer)
-        chains = self.persistent_chains if persistent else None
-        if chains is not None and chains.shape == v.shape and chains.dtype == v.dtype:
-            p_h = torch.sigmoid(hb + self._scaled(chains) @ self.weight)
-        else:
-            p_h = p_pos
-        for _ in range(int(k)):
-            negatives, _ = self.sample_visible(_bernoulli(p_h, generator), vb, generator=generator)
-            xs_neg = self._scaled(negatives)
-            p_h = torch.sigmoid(hb + xs_neg @ self.weight)
-        if persistent:
-            self.persistent_chains = negatives
-        p_neg = p_h
-        grads = {
-            "weight": (xs_neg.t() @ p_neg - xs_pos.t() @ p_pos) / n,
-            "hidden_bias": (p_neg - p_pos).mean(0),
-        }
-        if self.gaussian:
-            sigma = self.sigma
-            grads["visible_bias"] = ((negatives - v) / sigma ** 2).mean(0)
-            if self.learn_sigma:
-                # d F / d log sigma_i = -(v_i - b_i)^2 / sigma_i^2 + (v_i / sigma_i) (W p(h|v))_i
-                def dlog(x, xs, p):
-                    return (-((x - vb) / sigma) ** 2 + xs * (p @ self.weight.t())).mean(0)
-
-                inside = (self.log_sigma >= _LOG_SIGMA_RANGE[0]) & (self.log_sigma <= _LOG_SIGMA_RANGE[1])
-                grads["log_sigma"] = (dlog(v, xs_pos, p_pos) - dlog(negatives, xs_neg, p_neg)) * inside
-        else:
-            grads["visible_bias"] = (negatives - v).mean(0)
-        return grads
-
-    @torch.no_grad()
     def cd_step(self, v: Tensor, *, lr: float, k: int = 1, persistent: bool = False,
                 momentum: float = 0.0, generator: torch.Generator | None = None) -> None:
-        """One SGD step (optionally with momentum) on the CD-k gradient of :meth:`cd_gradients`.
-
-        The fast path for static pre-training (e.g. the RTRBM's CD-5 initialisation) and for the
-        throughput benchmark; training inside sequence models goes through :meth:`cd_loss`.
-        Without momentum, Bernoulli visibles take a fused route (bias-add fused into the matrix
-        products, in-place sigmoids, the update accumulated straight into ``W`` by ``addmm_``)
-        that draws the same random numbers and makes the same update as
-        ``param -= lr * cd_gradients(...)`` (tested).
-        """
-        if not momentum and not self.gaussian:
-            self._fused_bernoulli_cd_step(v, lr=lr, k=k, persistent=persistent, generator=generator)
-            return
-        grads = self.cd_gradients(v, k, persistent=persistent, generator=generator)
-        velocity = getattr(self, "_velocity", None)
-        if momentum and velocity is None:
-            velocity = self._velocity = {name: torch.zeros_like(g) for name, g in grads.items()}
-        for name, grad in grads.items():
-            param = getattr(self, name)
-            if momentum:
-                velocity[name].mul_(momentum).add_(grad)
-                grad = velocity[name]
-            param.sub_(lr * grad)
-
-    def _fused_bernoulli_cd_step(self, v: Tensor, *, lr: float, k: int, persistent: bool,
-                                 generator: torch.Generator | None) -> None:
-        if v.dim() != 2 or int(k) < 1:
-            raise ValueError(f"cd_step expects a batch (N, D) and k >= 1, got {tuple(v.shape)} and {k}")
-        w, vb, hb = self.weight, self.visible_bias, self.hidden_bias
-        n = v.shape[0]
-        p_pos = torch.addmm(hb, v, w).sigmoid_()
-        chains = self.persistent_chains if persistent else None
-        if chains is not None and chains.shape == v.shape and chains.dtype == v.dtype:
-            p_h = torch.addmm(hb, chains, w).sigmoid_()
-        else:
-            p_h = p_pos
-        for _ in range(int(k)):
-            h = _bernoulli(p_h, generator)
-            negatives = _bernoulli(torch.addmm(vb, h, w.t()).sigmoid_(), generator)
-            p_h = torch.addmm(hb, negatives, w).sigmoid_()
-        if persistent:
-            self.persistent_chains = negatives
-        scale = lr / n
-        w.addmm_(v.t(), p_pos, alpha=scale).addmm_(negatives.t(), p_h, alpha=-scale)
-        hb.add_(p_pos.sum(0) - p_h.sum(0), alpha=scale)
-        vb.add_(v.sum(0) - negatives.sum(0), alpha=scale)
+        """One SGD step (optionally with momentum) on the CD-k gradient
+        (:func:`probseq.frames.rbm_cd.cd_step`; fused for Bernoulli visibles without momentum)."""
+        rbm_cd.cd_step(self, v, lr=lr, k=k, persistent=persistent, momentum=momentum, generator=generator)
 
     # ----------------------------------------------------------------- log-partition
     def exact_units(self) -> int:

@@ -29,8 +29,8 @@ over ``z``); or ``explicit``, a learned ``P(tau)`` with ``tau - t`` fed into the
 
 **Two implementations of one model.** :meth:`VRNN.pyro_model` / :meth:`VRNN.pyro_guide` write it as
 a Pyro program (:mod:`probseq.models.vrnn_pyro`; a ``pyro.plate`` over sequences, ``pyro.markov``
-over time, ragged batches masked with ``.mask(...)``, KL annealing by ``poutine.scale``), so any Pyro inference algorithm applies:
-``SVI(vrnn.pyro_model, vrnn.pyro_guide, optim, Trace_ELBO())``. The fast path
+over time, ragged batches masked with ``.mask(...)``, KL annealing by ``poutine.scale``), so any
+Pyro inference algorithm applies: ``SVI(vrnn.pyro_model, vrnn.pyro_guide, optim, Trace_ELBO())``. The fast path
 (:meth:`VRNN.elbo_terms`, used by ``loss`` and ``log_prob``) computes the same quantities directly:
 ``phi_x`` and every ``x``-dependent pre-activation for all ``t`` in one matmul before the loop; in the
 loop only what ``z_t`` and ``h_t`` need (one matmul on ``h_{t-1}`` shared by the encoder and the GRU,

@@ -3,8 +3,11 @@
 Minibatch training of ``model.loss`` (the pooled NLL per frame for exact models, a CD surrogate
 for RBMs, the negative ELBO for latent-variable models) with:
 
-* Adam by default (or SGD with momentum), a step schedule (constant, or linear decay to zero) and
-  learning-rate decay on plateau (:mod:`probseq.train.schedules`);
+* Adam by default (or SGD with momentum, Nesterov's accelerated gradient or Hessian-free:
+  :mod:`probseq.optim`), a step schedule (constant, or linear decay to zero) and learning-rate
+  decay on plateau (:mod:`probseq.train.schedules`);
+* under ``torchrun``, one model trained by all processes, each on its slice of every global batch
+  (:mod:`probseq.train.distributed`);
 * gradient-norm clipping;
 * validation by the model's own criterion (:meth:`~probseq.models.base.SequenceModel.validation_loss`)
   every ``eval_every`` steps (0: at the end of every epoch), keeping the best weights in

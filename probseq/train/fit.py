@@ -50,6 +50,7 @@ from tqdm.auto import tqdm
 
 from probseq.device import generator_for, model_device, resolve_device
 from probseq.errors import UserError
+from probseq.evaluate.chunking import bounded_validation_loss
 from probseq.models.registry import parse_option_value
 from probseq.train import distributed
 from probseq.train.checkpoint import atomic_save, safe_load, save_weights
@@ -153,14 +154,6 @@ def _make_optimizer(model, opts):
         return torch.optim.Adam(params, lr=float(opts["lr"]), weight_decay=float(opts["weight_decay"]))
     return torch.optim.SGD(params, lr=float(opts["lr"]), momentum=float(opts["momentum"]),
                            weight_decay=float(opts["weight_decay"]))
-
-
-def _validation_loss(model, examples, batch_size: int) -> float:
-    """The model's validation criterion pooled over a split (weighted by frames), with memory
-    bounded by a frame budget (:func:`probseq.evaluate.chunking.bounded_validation_loss`)."""
-    from probseq.evaluate.chunking import bounded_validation_loss
-
-    return bounded_validation_loss(model, examples, batch_size=batch_size)
 
 
 def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs: float | None = None,
@@ -277,7 +270,8 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
         if not valid:
             return None
         # validated once (rank 0) and broadcast, so every process takes the same decisions
-        score = job.broadcast_value(_validation_loss(model, valid, batch_size) if job.is_main else None)
+        own = bounded_validation_loss(model, valid, batch_size=batch_size) if job.is_main else None
+        score = job.broadcast_value(own)
         if not math.isfinite(score):   # never counted as "no improvement": stop, keep what was good
             log(event="stop", reason="non-finite validation loss", valid_loss=str(score))
             kept = (f"model.pt keeps the best weights (step {state.plateau.best_step})"

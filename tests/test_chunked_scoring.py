@@ -8,7 +8,7 @@ import torch
 from probseq.data.batch import Batch
 from probseq.data.spec import DataSpec
 from probseq.data.window import iterate_windows, sort_by_length
-from probseq.evaluate.chunking import bounded_validation_loss, plan_batches
+from probseq.evaluate.chunking import bounded_validation_loss, plan_batches, validation_totals
 from probseq.evaluate.scoring import score_split
 from probseq.models.registry import build_model, model_class, model_names
 
@@ -258,3 +258,23 @@ def test_the_model_never_sees_more_frames_than_the_budget(name, spec, hyper):
     for n, width in seen:
         assert n * width <= budget or n == 1, (n, width)
     assert sum(n * w for n, w in seen) >= sum(len(e) for e in examples)
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_validation_shares_sum_to_the_one_process_score(float64, world_size):
+    """Distributed validation: the ranks' (loss x frames, frames) shares add up to one process's
+    score, also for the RTRBM's AIS criterion, whose batches are each scored with a fixed seed
+    (so a wrong split of the plan between ranks would change the number, not only its rounding)."""
+    spec = DataSpec("binary", 12)
+    examples = _examples(spec, lengths=[7, 3, 9, 5, 4, 8, 6])
+    for name, hyper in [("rnn-nade", {"hidden": 5, "nade_hidden": 3}),
+                        ("rtrbm", {"hidden": 14, "exact_max_units": 4, "valid_chains": 2,
+                                   "valid_ais_steps": 5})]:
+        model = _model(name, spec, hyper)
+        whole = bounded_validation_loss(model, examples, batch_size=2, frame_budget=12)
+        shares = [validation_totals(model, examples, batch_size=2, frame_budget=12, part=(r, world_size))
+                  for r in range(world_size)]
+        assert all(frames > 0 for _, frames in shares)    # every rank got batches to score
+        assert sum(f for _, f in shares) == sum(len(x) for x in examples)   # each frame scored once
+        total = sum(t for t, _ in shares) / sum(f for _, f in shares)
+        assert total == pytest.approx(whole, rel=1e-12), name

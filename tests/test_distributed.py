@@ -2,7 +2,8 @@
 
 * A 2-process ``probseq.fit`` of a GRU (per-process batch 4) ends with the same parameters and the
   same logged training losses as one process with the global batch 8 (float tolerance), its log
-  records the world size, and a run started with 2 processes resumes with 1.
+  records the world size, its validation (sharded over the processes) scores the same, and a run
+  started with 2 processes resumes with 1.
 * For models whose loss draws noise (contrastive divergence for the RTRBM, the ELBO's latent
   samples for the VRNN) and for RNN-NADE, the gradient the job sums equals the oracle
   ``sum_r (n_r / N) grad L_r`` computed in this process from the same shards and the same
@@ -75,6 +76,11 @@ def test_two_processes_train_like_one_with_the_global_batch(job_outputs, tmp_pat
     _, losses_one = _train_losses(tmp_path / "one")
     assert events[0]["world_size"] == 2 and len(losses_two) == 4
     torch.testing.assert_close(torch.tensor(losses_two), torch.tensor(losses_one), rtol=1e-5, atol=1e-5)
+    # validation is sharded over the two processes and all-reduced: the same scores as one process
+    valid_two = [e["valid_loss"] for e in events if e.get("event") == "valid"]
+    valid_one = [e["valid_loss"] for e in _train_losses(tmp_path / "one")[0] if e.get("event") == "valid"]
+    assert len(valid_two) == 2
+    torch.testing.assert_close(torch.tensor(valid_two), torch.tensor(valid_one), rtol=1e-5, atol=1e-6)
 
 
 def test_a_two_process_run_resumes_with_one_process(job_outputs, tmp_path):

@@ -48,7 +48,7 @@ from probseq.device import generator_for
 from probseq.errors import UserError
 
 __all__ = ["DEFAULT_FRAME_BUDGET", "resolve_frame_budget", "example_frames", "plan_batches", "BatchScores", "score_batches",
-           "bounded_validation_loss"]
+           "bounded_validation_loss", "validation_totals"]
 
 #: frames (sequences x time steps) one model call may hold; see the module docstring
 DEFAULT_FRAME_BUDGET = 8192
@@ -151,12 +151,15 @@ def _windowed_log_prob(model, batch, frame_budget: int, **kwargs):
 def score_batches(model, examples: list[Any], *, estimator: str | None = None, samples: int | None = None,
                   batch_size: int = 64, frame_budget: int | None = DEFAULT_FRAME_BUDGET,
                   generator: torch.Generator | None = None,
-                  wrap: Callable[[list], Any] | None = None) -> Iterator[BatchScores]:
+                  wrap: Callable[[list], Any] | None = None,
+                  part: tuple[int, int] = (0, 1)) -> Iterator[BatchScores]:
     """Score ``examples`` with ``model`` under a frame budget; yields one :class:`BatchScores` per batch.
 
     ``frame_budget=None`` restores the unbounded behaviour (``batch_size`` whole sequences per call,
-    in the examples' order). ``wrap`` wraps the list of planned batches (a progress bar). Runs
-    without gradients; the caller puts the model in evaluation mode.
+    in the examples' order). ``wrap`` wraps the list of planned batches (a progress bar).
+    ``part=(r, W)`` scores only the planned batches ``r, r + W, r + 2W, ...`` (rank ``r`` of a
+    ``W``-process job; the plan is the same on every rank). Runs without gradients; the caller puts
+    the model in evaluation mode.
     """
     kwargs = {"estimator": estimator, "samples": samples, "generator": generator}
     windows = bool(getattr(model, "supports_time_windows", False)) and frame_budget is not None
@@ -165,6 +168,8 @@ def score_batches(model, examples: list[Any], *, estimator: str | None = None, s
     else:
         plan = plan_batches([example_frames(e) for e in examples], frame_budget=frame_budget,
                             batch_size=batch_size, windows=windows)
+    rank, world_size = part
+    plan = plan[rank::world_size]
     with torch.no_grad():
         for indices in (wrap(plan) if wrap is not None else plan):
             batch = model.collate([examples[i] for i in indices])
@@ -191,25 +196,41 @@ def bounded_validation_loss(model, examples: list[Any], *, batch_size: int,
     averaged over batches packed to the budget, weighted by frames (so is an instance whose
     ``validation_loss`` was replaced, e.g. by a test). Restores the training mode.
     """
+    total, frames = validation_totals(model, examples, batch_size=batch_size, frame_budget=frame_budget)
+    return total / max(frames, 1.0)
+
+
+def validation_totals(model, examples: list[Any], *, batch_size: int,
+                      frame_budget: int | None = DEFAULT_FRAME_BUDGET,
+                      part: tuple[int, int] = (0, 1)) -> tuple[float, float]:
+    """``(sum of the validation loss over frames, frames)`` for rank ``part[0]`` of ``part[1]``.
+
+    The batches are planned once, identically on every rank, and rank ``r`` scores batches
+    ``r, r + W, ...`` of the plan; summing the pairs over ranks (one all-reduce) and dividing gives
+    :func:`bounded_validation_loss` of one process exactly, up to the order of the sums, also for
+    validation losses that draw random numbers from a generator seeded on every call (AIS in the
+    RBM family: every batch is scored with the same composition and seed as in one process).
+    """
     was_training = model.training
     model.eval()
     try:
         if getattr(model, "validation_is_nll", False) and "validation_loss" not in vars(model):
             nll = frames = 0.0
             for scores in score_batches(model, examples, batch_size=batch_size, frame_budget=frame_budget,
-                                        generator=generator_for(model, 0)):
+                                        generator=generator_for(model, 0), part=part):
                 nll -= float(scores.values.sum())
                 frames += float(scores.frames.sum())
-            return nll / max(frames, 1.0)
+            return nll, frames
         sizes = [example_frames(e) for e in examples]
         plan = (plan_batches(sizes, frame_budget=frame_budget, batch_size=batch_size, windows=False)
                 if frame_budget is not None else
                 [list(range(i, min(len(examples), i + batch_size))) for i in range(0, len(examples), batch_size)])
-        total, frames = 0.0, 0
-        for indices in plan:
+        rank, world_size = part
+        total, frames = 0.0, 0.0
+        for indices in plan[rank::world_size]:
             batch = model.collate([examples[i] for i in indices])
             total += model.validation_loss(batch) * batch.n_frames
             frames += batch.n_frames
-        return total / max(frames, 1)
+        return total, frames
     finally:
         model.train(was_training)

@@ -25,9 +25,13 @@ How one model is trained by ``W`` processes (:func:`probseq.train.fit.fit` calls
   repeats exactly whatever the number of processes it resumes with. Models whose loss draws noise
   (CD-k Gibbs chains, the ELBO's latent samples, dropout) therefore follow the same law as one
   process but not the same draws; exact-likelihood models without dropout give the same parameters.
-* **Decisions.** Only rank 0 validates, writes the run directory, the log and the progress bar;
-  the validation score and the wall-clock "out of time" flag are broadcast from rank 0, so early
-  stopping, plateau decay and ``keep=best`` are decided once and identically everywhere.
+* **Validation.** Every rank scores its share of the validation batches (the same plan on every
+  rank, batch ``i`` on rank ``i mod W``) and the ``(loss x frames, frames)`` sums are all-reduced
+  (:meth:`Distributed.sum_values`), so validation also runs ``W`` times faster and its score equals
+  one process's up to the order of the sums.
+* **Decisions.** Only rank 0 writes the run directory, the log and the progress bar; every rank
+  holds the same validation score, and the wall-clock "out of time" flag is broadcast from rank 0,
+  so early stopping, plateau decay and ``keep=best`` are decided identically everywhere.
 """
 
 from __future__ import annotations
@@ -134,6 +138,14 @@ class Distributed:
                          device=self.device)
         dist.broadcast(t, src=0)
         return float(t)
+
+    def sum_values(self, *values: float) -> tuple[float, ...]:
+        """The sums over ranks of each of ``values`` (float64, one ``all_reduce``), on every rank."""
+        if not self.enabled:
+            return tuple(float(v) for v in values)
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return tuple(t.tolist())
 
     def broadcast_module(self, module: torch.nn.Module) -> None:
         """Rank 0's parameters and buffers everywhere (every rank starts from the same weights)."""

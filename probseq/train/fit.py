@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 
 from probseq.device import generator_for, model_device, resolve_device
 from probseq.errors import UserError
-from probseq.evaluate.chunking import bounded_validation_loss
+from probseq.evaluate.chunking import validation_totals
 from probseq.models.registry import parse_option_value
 from probseq.train import distributed
 from probseq.train.checkpoint import atomic_save, safe_load, save_weights
@@ -269,9 +269,11 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
         nonlocal best_state
         if not valid:
             return None
-        # validated once (rank 0) and broadcast, so every process takes the same decisions
-        own = bounded_validation_loss(model, valid, batch_size=batch_size) if job.is_main else None
-        score = job.broadcast_value(own)
+        # every process scores its share of the validation batches; the sums are all-reduced, so
+        # every process holds the same score and takes the same decisions
+        total, frames = job.sum_values(*validation_totals(model, valid, batch_size=batch_size,
+                                                          part=(job.rank, job.world_size)))
+        score = total / max(frames, 1.0)
         if not math.isfinite(score):   # never counted as "no improvement": stop, keep what was good
             log(event="stop", reason="non-finite validation loss", valid_loss=str(score))
             kept = (f"model.pt keeps the best weights (step {state.plateau.best_step})"
@@ -345,7 +347,7 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
             running = value if running is None else 0.95 * running + 0.05 * value
             bar.update(1)
             if state.step % int(opts["log_every"]) == 0:
-                log(event="train", loss=value, lr=lr)
+                log(event="train", loss=value, lr=lr, elapsed_s=round(elapsed(), 3))
             last_step = steps is not None and state.step >= steps
             out_of_time = budget_s is not None and bool(job.broadcast_value(elapsed() >= budget_s))
             if (end_of_epoch if eval_every == 0 else state.step % eval_every == 0) or last_step or out_of_time:

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from probseq.errors import UserError
+from probseq.precision import full_precision
 
 __all__ = ["LengthModel", "NoLength", "Halting", "EndSymbol", "ExplicitLength", "make_length_model",
            "LENGTH_MODELS"]
@@ -62,6 +63,7 @@ class LengthModel(nn.Module):
         """``log P(T = lengths)``; ``stop_logits[b, t-1]`` is ``a_t`` for ``t = 1..T_max``."""
         return self.log_prob_window(lengths, stop_logits, 0)
 
+    @full_precision
     def log_prob_window(self, lengths: Tensor, stop_logits: Tensor | None, start: int) -> Tensor:
         """The share of ``log P(T = lengths)`` of the steps ``t = start + 1 .. start + W``.
 
@@ -112,6 +114,7 @@ class EndSymbol(LengthModel):
     name = "end-symbol"
     head_dim = 1
 
+    @full_precision
     def stop_logits(self, head, next_frame_params):
         return head[..., 0] - torch.logsumexp(next_frame_params, dim=-1)
 
@@ -136,6 +139,7 @@ class ExplicitLength(LengthModel):
         r = remaining.to(torch.get_default_dtype()).clamp_min(0)
         return torch.stack([r / self.max_length, torch.log1p(r) / math.log1p(self.max_length)], -1)
 
+    @full_precision
     def log_prob(self, lengths, stop_logits=None):
         if int(lengths.max()) > self.max_length:
             raise UserError(

@@ -29,6 +29,7 @@ from probseq.ctc.dp import Lattice, log_partition, partition
 from probseq.ctc.loss import check_labels
 from probseq.ctc.semiring import MaxSemiring, SampleSemiring
 from probseq.errors import UserError
+from probseq.precision import full_precision
 
 __all__ = ["CTC"]
 
@@ -42,8 +43,12 @@ class CTC:
         lengths: ``batch_shape`` frames of each input, each in ``[1, T]``; default ``T``.
         blank: index of the blank symbol.
         collapse_repeats: the usual CTC (``True``) or the thesis variant (``False``).
+
+    Under autocast, ``logits`` below float32 are cast up to float32 first
+    (:func:`~probseq.precision.full_precision`), so every dynamic program here runs in float32.
     """
 
+    @full_precision
     def __init__(self, logits: Tensor, lengths: Tensor | Sequence[int] | None = None, *,
                  blank: int = 0, collapse_repeats: bool = True) -> None:
         if not isinstance(logits, Tensor) or logits.dim() < 2 or not logits.dtype.is_floating_point:

@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from probseq.ctc.semiring import LogSemiring, Semiring
+from probseq.precision import full_precision
 
 __all__ = ["Lattice", "scan", "partition", "log_partition", "state_posteriors"]
 
@@ -192,6 +193,7 @@ def scan(semiring: Semiring, emissions: Tensor, lattice: Lattice, *, reverse: bo
     return torch.stack(out)
 
 
+@full_precision
 def partition(semiring: Semiring, emissions: Tensor, lattice: Lattice) -> Tensor:
     """:math:`\\bigoplus` over all complete paths, ``(B,)``; differentiable by autograd.
 
@@ -228,6 +230,7 @@ class _LogPartition(torch.autograd.Function):
     """``log Z`` by the forward scan; backward by the reverse scan (alpha-beta posteriors)."""
 
     @staticmethod
+    @full_precision
     def forward(ctx, emissions: Tensor, lattice: Lattice) -> Tensor:
         alpha = scan(LogSemiring(), emissions, lattice)
         log_z = torch.logsumexp(alpha[-1] + lattice.final, -1)
@@ -236,6 +239,7 @@ class _LogPartition(torch.autograd.Function):
         return log_z
 
     @staticmethod
+    @full_precision
     def backward(ctx, grad: Tensor):
         emissions, alpha, log_z = ctx.saved_tensors
         with torch.no_grad():
@@ -243,6 +247,7 @@ class _LogPartition(torch.autograd.Function):
             return state_posteriors(alpha, beta, log_z, ctx.lattice, scale=grad), None
 
 
+@full_precision
 def log_partition(emissions: Tensor, lattice: Lattice) -> Tensor:
     """:math:`\\log Z_b = \\log p(l_b \\mid x_b)`, ``(B,)``; ``-inf`` where no path exists.
 
@@ -250,6 +255,7 @@ def log_partition(emissions: Tensor, lattice: Lattice) -> Tensor:
     is the posterior state marginal :math:`\\gamma_t(s)` (checked by ``gradcheck`` in the tests).
     Run under autograd, so the gradient w.r.t. per-frame log-probabilities flows through
     :meth:`Lattice.emissions` (a gather, whose backward sums the states of each symbol).
+    Under autocast it runs in float32 (:func:`~probseq.precision.full_precision`).
     """
     if emissions.shape[0] == 0:
         raise ValueError("the CTC dynamic program needs at least one frame")

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from probseq.ctc.dp import Lattice, log_partition
 from probseq.errors import UserError
+from probseq.precision import full_precision
 
 __all__ = ["ctc_loss", "ctc_log_likelihood", "normalize_targets", "check_labels"]
 
@@ -90,6 +91,7 @@ def check_labels(targets: Tensor, target_lengths: Tensor, n_classes: int, blank:
         raise UserError(f"targets contain the blank index {blank}; labels must be other symbols")
 
 
+@full_precision
 def ctc_log_likelihood(log_probs: Tensor, targets: Tensor, input_lengths: Tensor,
                        target_lengths: Tensor, *, blank: int = 0,
                        collapse_repeats: bool = True) -> Tensor:
@@ -103,6 +105,7 @@ def ctc_log_likelihood(log_probs: Tensor, targets: Tensor, input_lengths: Tensor
     return log_partition(lattice.emissions(log_probs[:n_frames]), lattice)
 
 
+@full_precision
 def ctc_loss(log_probs: Tensor, targets: Tensor | Sequence[int], input_lengths: Tensor | Sequence[int],
              target_lengths: Tensor | Sequence[int], blank: int = 0, reduction: str = "mean",
              zero_infinity: bool = False, *, collapse_repeats: bool = True,
@@ -128,6 +131,9 @@ def ctc_loss(log_probs: Tensor, targets: Tensor | Sequence[int], input_lengths: 
 
     Returns:
         A scalar, or ``(N,)`` losses with ``reduction="none"`` (a scalar for unbatched input).
+
+    Under autocast the loss is computed in float32 (:func:`~probseq.precision.full_precision`):
+    ``log_probs`` below float32 are cast up and the dynamic program never runs in half precision.
     """
     if not isinstance(log_probs, Tensor) or not log_probs.dtype.is_floating_point:
         raise UserError("log_probs must be a floating-point tensor of shape (T, N, C)")

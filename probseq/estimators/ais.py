@@ -28,6 +28,7 @@ from torch import Tensor
 from probseq.errors import UserError
 from probseq.estimators.annealing import (AnnealingPath, annealing_schedule, check_schedule,
                                           log_mean_exp_with_stderr)
+from probseq.precision import full_precision
 
 __all__ = ["ais_log_partition", "ais_log_weights", "ais_schedule", "log_mean_exp_with_stderr"]
 
@@ -36,6 +37,7 @@ ais_schedule = annealing_schedule
 
 
 @torch.no_grad()
+@full_precision
 def ais_log_weights(path: AnnealingPath, betas: Tensor, chains: int,
                     generator: torch.Generator | None = None) -> Tensor:
     """The chains' log importance weights ``log w`` ``(chains, n)`` (float64), see the module doc."""
@@ -56,6 +58,7 @@ def ais_log_weights(path: AnnealingPath, betas: Tensor, chains: int,
     return log_w
 
 
+@full_precision
 def ais_log_partition(path: AnnealingPath, *, chains: int = 100, steps: int = 1000,
                       betas: Tensor | None = None, generator: torch.Generator | None = None
                       ) -> tuple[Tensor, Tensor, Tensor]:

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from probseq.errors import UserError
+from probseq.precision import full_precision
 
 __all__ = ["AnnealingPath", "LogPartition", "annealing_schedule", "check_schedule", "log_mean_exp_with_stderr"]
 
@@ -110,6 +111,7 @@ def check_schedule(betas: Tensor) -> Tensor:
     return betas
 
 
+@full_precision
 def log_mean_exp_with_stderr(log_w: Tensor, dim: int = 0) -> tuple[Tensor, Tensor, Tensor]:
     """``log mean exp(log_w)`` over ``dim``, its delta-method standard error, and the ESS.
 

@@ -49,6 +49,7 @@ from torch import Tensor
 
 from probseq.errors import UserError
 from probseq.likelihood import LogProb
+from probseq.precision import full_precision, upcast
 
 __all__ = [
     "LATENT_ESTIMATORS",
@@ -87,6 +88,7 @@ def check_log_weights(log_weights: Tensor, what: str = "log importance weights")
     return log_weights
 
 
+@full_precision
 def log_mean_exp(x: Tensor, dim: int = 0) -> Tensor:
     """``log(mean(exp(x)))`` along ``dim``, stably (``logsumexp - log n``)."""
     return torch.logsumexp(x, dim) - math.log(x.shape[dim])
@@ -100,6 +102,7 @@ def _stderr_of_mean(values: Tensor) -> Tensor | None:
     return values.std(0, unbiased=True) / math.sqrt(n)
 
 
+@full_precision
 def elbo(log_weights: Tensor) -> LogProb:
     """The ELBO: mean over the ``K`` rows of ``(K, B)`` per-sample ELBO terms; kind ``bound``.
 
@@ -109,6 +112,7 @@ def elbo(log_weights: Tensor) -> LogProb:
     return LogProb(log_weights.mean(0), "bound", "elbo", _stderr_of_mean(log_weights))
 
 
+@full_precision
 def iwae(log_weights: Tensor, k: int | None = None) -> LogProb:
     """The importance-weighted bound IWAE-``k`` from ``(K, B)`` log weights; kind ``bound``.
 
@@ -127,6 +131,7 @@ def iwae(log_weights: Tensor, k: int | None = None) -> LogProb:
     return LogProb(groups.mean(0), "bound", f"iwae-{k}", _stderr_of_mean(groups))
 
 
+@full_precision
 def importance_sampled(log_weights: Tensor, groups: int | None = None) -> LogProb:
     """The log of an importance-sampled estimate of ``p(x)`` from ``(K, B)`` log weights; kind ``bound``
     (lower in expectation, by Jensen).
@@ -153,6 +158,7 @@ def importance_sampled(log_weights: Tensor, groups: int | None = None) -> LogPro
     return LogProb(value, "bound", f"is-{total}", stderr)
 
 
+@full_precision
 def estimate(log_weights: Tensor, estimator: str, *, elbo_terms: Tensor | None = None) -> LogProb:
     """Dispatch on an estimator name in :data:`LATENT_ESTIMATORS`.
 
@@ -186,11 +192,12 @@ def collect_log_weights(draw: Callable[[int], Tensor], samples: int, *, chunk: i
         part = draw(k)
         if part.dim() != 2 or part.shape[0] != k:
             raise ValueError(f"draw({k}) returned shape {tuple(part.shape)}, expected ({k}, B)")
-        parts.append(check_log_weights(part))
+        parts.append(check_log_weights(upcast(part)))   # kept in float32 (or float64)
         done += k
     return torch.cat(parts, 0)
 
 
+@full_precision
 def effective_sample_size(log_weights: Tensor) -> Tensor:
     """Kish's effective sample size ``(sum w)^2 / sum w^2`` per sequence, ``(B,)``, in ``[1, K]``.
 

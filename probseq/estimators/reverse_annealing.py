@@ -32,11 +32,13 @@ from torch import Tensor
 from probseq.errors import UserError
 from probseq.estimators.annealing import (AnnealingPath, annealing_schedule, check_schedule,
                                           log_mean_exp_with_stderr)
+from probseq.precision import full_precision
 
 __all__ = ["raise_log_prob", "raise_log_weights"]
 
 
 @torch.no_grad()
+@full_precision
 def raise_log_weights(path: AnnealingPath, x: Tensor, betas: Tensor, chains: int,
                       generator: torch.Generator | None = None) -> Tensor:
     """``log w - log f_1(x) + log Z_0`` of each reverse chain, ``(chains, n)`` float64 (module doc)."""
@@ -51,6 +53,7 @@ def raise_log_weights(path: AnnealingPath, x: Tensor, betas: Tensor, chains: int
     return log_w
 
 
+@full_precision
 def raise_log_prob(path: AnnealingPath, x: Tensor, *, chains: int = 100, steps: int = 1000,
                    betas: Tensor | None = None, generator: torch.Generator | None = None
                    ) -> tuple[Tensor, Tensor]:

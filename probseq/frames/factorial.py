@@ -15,6 +15,7 @@ from torch import Tensor
 
 from probseq.errors import UserError
 from probseq.frames.base import FrameDistribution
+from probseq.precision import full_precision
 
 __all__ = ["BernoulliFrame", "GaussianFrame", "CategoricalFrame", "make_factorial_frame"]
 
@@ -42,6 +43,7 @@ class BernoulliFrame(FrameDistribution):
         self.param_dim = self.input_dim = dim
         self.event_shape = torch.Size([dim])
 
+    @full_precision
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
         return (x * params - F.softplus(params)).sum(-1)
 
@@ -79,6 +81,7 @@ class GaussianFrame(FrameDistribution):
         mu, log_std = params.split(self.dim, dim=-1)
         return mu, log_std.clamp(*_LOG_STD_RANGE)
 
+    @full_precision
     def log_prob(self, params, x):
         mu, log_std = self._split(params)
         z = (x - mu) * torch.exp(-log_std)
@@ -109,6 +112,7 @@ class CategoricalFrame(FrameDistribution):
         self.param_dim = self.input_dim = n_classes
         self.event_shape = torch.Size([])
 
+    @full_precision
     def log_prob(self, params, x):
         return torch.log_softmax(params, -1).gather(-1, x.long().unsqueeze(-1)).squeeze(-1)
 

@@ -13,6 +13,7 @@ from torch import Tensor
 from probseq.errors import UserError
 from probseq.frames.base import FrameDistribution
 from probseq.frames.factorial import CategoricalFrame
+from probseq.precision import full_precision
 
 __all__ = ["MixtureFrame"]
 
@@ -45,6 +46,7 @@ class MixtureFrame(FrameDistribution):
         c = self.components
         return params[..., :c], params[..., c:].unflatten(-1, (c, self.component.param_dim))
 
+    @full_precision
     def log_prob(self, params, x):
         logits, comp = self.split(params)
         return torch.logsumexp(torch.log_softmax(logits, -1) + self.component.log_prob(comp, x.unsqueeze(-2)), -1)

@@ -64,6 +64,7 @@ from torch import Tensor, nn
 
 from probseq.errors import UserError
 from probseq.frames.base import FrameDistribution
+from probseq.precision import full_precision
 
 __all__ = ["NADE", "NADEFrame", "make_ordering", "ORDERING_NAMES"]
 
@@ -106,9 +107,13 @@ class _NADELogProb(torch.autograd.Function):
         \\nabla W_k = v_k S_k,\\quad
         \\nabla V_k = \\delta\\ell_k\\, h_k,\\quad \\nabla b_k = \\delta\\ell_k,\\quad
         \\nabla v_k = W_k \\cdot S_k + g\\,\\ell_k .
+
+    Under autocast both passes run in float32 (:func:`~probseq.precision.full_precision`, the
+    equivalent of ``torch.amp.custom_fwd(cast_inputs=torch.float32)`` and ``custom_bwd``).
     """
 
     @staticmethod
+    @full_precision
     def forward(ctx, xp: Tensor, Wp: Tensor, Vp: Tensor, bp: Tensor, c: Tensor) -> Tensor:
         N, D = xp.shape
         shared = Wp.dim() == 2
@@ -133,6 +138,7 @@ class _NADELogProb(torch.autograd.Function):
         return lp
 
     @staticmethod
+    @full_precision
     def backward(ctx, g: Tensor):
         xp, Wp, Vp, hs, logits = ctx.saved_tensors
         need_x, need_W, need_V, need_b, need_c = ctx.needs_input_grad
@@ -317,6 +323,7 @@ class NADE(nn.Module):
         return batch, xp, Wp, Vp, bp, c, o
 
     # ------------------------------------------------------------------ likelihood
+    @full_precision
     def log_prob(self, x: Tensor, *, visible_bias: Tensor | None = None,
                  hidden_bias: Tensor | None = None, ordering: Tensor | None = None,
                  impl: str = "auto") -> Tensor:
@@ -351,6 +358,7 @@ class NADE(nn.Module):
         """Same as :meth:`log_prob` (so ``torch.func.functional_call`` works on a NADE)."""
         return self.log_prob(x, **kwargs)
 
+    @full_precision
     def log_prob_autograd(self, x: Tensor, *, visible_bias: Tensor | None = None,
                           hidden_bias: Tensor | None = None, ordering: Tensor | None = None) -> Tensor:
         """Same as :meth:`log_prob`, written with plain tensor ops and differentiated by autograd.
@@ -371,6 +379,7 @@ class NADE(nn.Module):
         o = o.expand_as(logits_p) if o.dim() == 1 else o
         return torch.empty_like(logits_p).scatter_(1, o, logits_p).reshape(*batch, self.n_visible)
 
+    @full_precision
     def log_prob_ensemble(self, x: Tensor, orderings: Tensor, *, visible_bias: Tensor | None = None,
                           hidden_bias: Tensor | None = None) -> Tensor:
         """Exact log-likelihood of the mixture of ``K`` orderings ``(K, D)``:
@@ -464,12 +473,14 @@ class NADEFrame(FrameDistribution):
         D = self.input_dim
         return params[..., :D], params[..., D:]
 
+    @full_precision
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
         b, c = self._split(params)
         if self.orderings.shape[0] == 1:
             return self.nade.log_prob(x, visible_bias=b, hidden_bias=c, ordering=self.orderings[0])
         return self.nade.log_prob_ensemble(x, self.orderings, visible_bias=b, hidden_bias=c)
 
+    @full_precision
     def loss(self, params: Tensor, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         if not self.order_agnostic:
             return -self.log_prob(params, x)

@@ -69,6 +69,7 @@ from probseq.errors import UserError
 from probseq.estimators.annealing import LogPartition
 from probseq.frames import rbm_cd
 from probseq.frames.rbm_exact import exact_log_partition
+from probseq.precision import full_precision
 
 __all__ = ["RBM", "LogPartition", "expected_visible", "check_scorable_frames", "VISIBLE_KINDS", "MEAN_METHODS"]
 
@@ -214,6 +215,7 @@ class RBM(nn.Module):
         return bernoulli_draw(probs, generator), probs
 
     # ----------------------------------------------------------------- energies
+    @full_precision
     def energy(self, v: Tensor, h: Tensor, visible_bias: Tensor | None = None,
                hidden_bias: Tensor | None = None) -> Tensor:
         """``E(v, h)``, shape ``(...)`` (the broadcast of the leading shapes)."""
@@ -225,6 +227,7 @@ class RBM(nn.Module):
             visible_term = -(v * vb).sum(-1)
         return visible_term - (h * hb).sum(-1) - interaction
 
+    @full_precision
     def free_energy(self, v: Tensor, visible_bias: Tensor | None = None,
                     hidden_bias: Tensor | None = None) -> Tensor:
         """``F(v) = -log sum_h exp(-E(v, h))``, shape ``(...)``; ``log P(v) = -F(v) - log Z``.
@@ -327,6 +330,7 @@ class RBM(nn.Module):
             self.persistent_chains = negatives
         return negatives
 
+    @full_precision
     def cd_loss(self, v: Tensor, k: int = 1, *, persistent: bool = False,
                 visible_bias: Tensor | None = None, hidden_bias: Tensor | None = None,
                 generator: torch.Generator | None = None) -> Tensor:
@@ -360,6 +364,7 @@ class RBM(nn.Module):
         """How many units exact enumeration must sum over (``min(D, H)``; ``H`` for Gaussian visibles)."""
         return self.n_hidden if self.gaussian else min(self.n_visible, self.n_hidden)
 
+    @full_precision
     def log_partition(self, method: str = "exact", *, visible_bias: Tensor | None = None,
                       hidden_bias: Tensor | None = None, chains: int = 100, steps: int = 1000,
                       generator: torch.Generator | None = None,
@@ -382,6 +387,7 @@ class RBM(nn.Module):
                                          generator=generator, base_visible_bias=base_visible_bias)
         raise UserError(f"unknown log-partition method {method!r}; expected exact or ais")
 
+    @full_precision
     def log_prob(self, v: Tensor, *, method: str = "exact", log_z: LogPartition | None = None,
                  visible_bias: Tensor | None = None, hidden_bias: Tensor | None = None,
                  **log_partition_options) -> Tensor:

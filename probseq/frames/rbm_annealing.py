@@ -45,6 +45,7 @@ from probseq.estimators.ais import ais_log_weights
 from probseq.estimators.annealing import (LogPartition, annealing_schedule, check_schedule,
                                          log_mean_exp_with_stderr)
 from probseq.estimators.reverse_annealing import raise_log_weights
+from probseq.precision import full_precision
 
 if TYPE_CHECKING:
     from probseq.frames.rbm import RBM
@@ -144,6 +145,7 @@ def _chunks(n: int, chains: int, rbm: "RBM"):
 
 
 @torch.no_grad()
+@full_precision
 def rbm_ais_log_partition(rbm: "RBM", *, visible_bias: Tensor | None = None,
                           hidden_bias: Tensor | None = None, chains: int = 100, steps: int = 1000,
                           generator: torch.Generator | None = None,
@@ -177,6 +179,7 @@ def rbm_ais_log_partition(rbm: "RBM", *, visible_bias: Tensor | None = None,
 
 
 @torch.no_grad()
+@full_precision
 def rbm_raise_log_prob(rbm: "RBM", v: Tensor, *, visible_bias: Tensor | None = None,
                        hidden_bias: Tensor | None = None, chains: int = 100, steps: int = 1000,
                        generator: torch.Generator | None = None,

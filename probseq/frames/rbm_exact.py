@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from probseq.errors import UserError
+from probseq.precision import full_precision
 
 if TYPE_CHECKING:
     from probseq.frames.rbm import RBM
@@ -45,6 +46,7 @@ def binary_states(n: int, *, dtype: torch.dtype | None = None, start: int = 0,
     return ((idx.unsqueeze(1) // bits) % 2).to(dtype or torch.get_default_dtype())
 
 
+@full_precision
 def exact_log_partition(rbm: RBM, vb: Tensor, hb: Tensor) -> Tensor:
     """``log Z`` of each RBM given by the full biases ``vb`` ``(..., D)``, ``hb`` ``(..., H)`` (broadcast).
 

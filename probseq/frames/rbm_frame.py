@@ -14,6 +14,7 @@ from torch import Tensor
 from probseq.errors import UserError
 from probseq.frames.base import FrameDistribution
 from probseq.frames.rbm import MEAN_METHODS, RBM, check_scorable_frames, expected_visible
+from probseq.precision import full_precision
 
 __all__ = ["RBMFrame"]
 
@@ -78,6 +79,7 @@ class RBMFrame(FrameDistribution):
         d = self.rbm.n_visible
         return self.rbm.visible_bias + params[..., :d], self.rbm.hidden_bias + params[..., d:]
 
+    @full_precision
     def log_prob_with_stderr(self, params: Tensor, x: Tensor, *, method: str,
                              chains: int | None = None, steps: int | None = None,
                              generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
@@ -98,6 +100,7 @@ class RBMFrame(FrameDistribution):
         method = "exact" if self.exact_by_default else "ais"
         return self.log_prob_with_stderr(params, x, method=method)[0]
 
+    @full_precision
     def loss(self, params: Tensor, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         vb, hb = self.biases(params)
         return self.rbm.cd_loss(x, self.cd_steps, visible_bias=vb, hidden_bias=hb, generator=generator)

@@ -20,6 +20,7 @@ from torch import Tensor
 from probseq.errors import UserError
 from probseq.frames.rbm import RBM
 from probseq.frames.rbm_annealing import rbm_raise_log_prob
+from probseq.precision import full_precision
 
 __all__ = ["resolve_estimator", "estimator_label", "likelihood_kind", "sequence_log_prob",
            "VALIDATION_CRITERIA", "VALIDATION_HYPERPARAMETERS", "check_validation_criterion",
@@ -49,6 +50,7 @@ def likelihood_kind(method: str) -> str:
     return "exact" if method == "exact" else "estimate"
 
 
+@full_precision
 def sequence_log_prob(rbm: RBM, x: Tensor, visible_bias: Tensor, hidden_bias: Tensor, mask: Tensor, *,
                       method: str, chains: int, steps: int, generator: torch.Generator | None
                       ) -> tuple[Tensor, Tensor | None]:
@@ -132,6 +134,7 @@ def likelihood_validation_loss(model, batch) -> float:
     return float(-result.values.sum() / batch.n_frames)
 
 
+@full_precision
 def prediction_loss(rbm: RBM, x: Tensor, prediction: Tensor, mask: Tensor) -> Tensor:
     """Per-frame score of one-step-ahead predictions, pooled over real frames (lower is better).
 

@@ -38,6 +38,7 @@ from probseq.device import model_device
 from probseq.errors import UserError
 from probseq.models.base import LogProb, SequenceModel
 from probseq.models.registry import register_model
+from probseq.precision import upcast
 
 __all__ = ["SpeechBatch", "CTCRecognizer"]
 
@@ -203,7 +204,8 @@ class CTCRecognizer(SequenceModel):
         packed = pack_padded_sequence(x.transpose(1, 2), out_lengths.cpu(), batch_first=True,
                                       enforce_sorted=False)
         h, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=x.shape[2])
-        return self.output(self.dropout(h)).log_softmax(-1), out_lengths
+        # the normaliser in float32 even when the layers ran under bf16/fp16 autocast
+        return upcast(self.output(self.dropout(h))).log_softmax(-1), out_lengths
 
     def _per_sequence(self, batch: SpeechBatch, zero_infinity: bool) -> Tensor:
         log_probs, out_lengths = self.encode(batch.features, batch.feature_lengths)

@@ -33,6 +33,7 @@ from probseq.frames.factorial import make_factorial_frame
 from probseq.lengths import make_length_model
 from probseq.models.base import LogProb, SequenceModel
 from probseq.models.registry import register_model
+from probseq.precision import AutocastSafeLSTM
 from probseq.train.scheduled_sampling import make_schedule, scheduled_readouts
 
 __all__ = ["RecurrentFrameModel", "RNNModel", "GRUModel", "LSTMModel", "register_cell", "cell_names"]
@@ -40,7 +41,7 @@ __all__ = ["RecurrentFrameModel", "RNNModel", "GRUModel", "LSTMModel", "register
 #: recurrent cells by name: ``factory(input_size, hidden_size, num_layers=, batch_first=True,
 #: dropout=)`` returning a module with ``nn.GRU``'s calling convention (``mrnn`` registers itself
 #: from :mod:`probseq.models.mrnn`)
-_CELLS: dict[str, Any] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+_CELLS: dict[str, Any] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": AutocastSafeLSTM}
 
 
 def register_cell(name: str, factory: Any) -> None:

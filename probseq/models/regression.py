@@ -32,10 +32,11 @@ from probseq.device import model_device
 from probseq.errors import UserError
 from probseq.models.base import LogProb, SequenceModel
 from probseq.models.registry import register_model
+from probseq.precision import AutocastSafeLSTM, full_precision
 
 __all__ = ["RecurrentRegression"]
 
-_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": AutocastSafeLSTM}
 
 
 @register_model
@@ -104,6 +105,7 @@ class RecurrentRegression(SequenceModel):
         """:math:`\\hat y`, ``(B, K)``."""
         return self._predict(batch)[0]
 
+    @full_precision
     def _log_density(self, prediction: Tensor, targets: Tensor) -> Tensor:
         sigma = float(self.config["noise_std"])
         k = targets.shape[-1]

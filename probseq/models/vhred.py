@@ -90,6 +90,7 @@ from probseq.estimators import latent as latent_estimators
 from probseq.models.base import LogProb, SequenceModel
 from probseq.models.gaussian import gaussian_kl, gaussian_log_density, loc_scale
 from probseq.models.registry import register_model
+from probseq.precision import full_precision
 from probseq.text.batch import DialogueBatch
 from probseq.text.beam_search import beam_search
 from probseq.text.responses import Response, format_responses, read_context_file
@@ -101,6 +102,12 @@ __all__ = ["HRED", "VHRED", "Response"]
 
 #: cap on (tokens x samples x vocabulary) logits held at once by the estimators (bounds memory: 80 MB)
 _LOGITS_PER_CHUNK = 20_000_000
+
+
+@full_precision
+def _token_log_probs(logits: Tensor, targets: Tensor) -> Tensor:
+    """``log softmax(logits)[target]`` per token, in float32 even under autocast (summed per turn)."""
+    return -F.cross_entropy(logits, targets, reduction="none")
 
 
 @dataclass
@@ -320,7 +327,7 @@ class HRED(StoredVocabulary, SequenceModel):
         owner = pack_padded_sequence(
             torch.arange(len(order), device=turns.device).unsqueeze(1).expand(-1, steps), lengths.cpu(),
             batch_first=True).data
-        token_lp = -F.cross_entropy(self.readout(out.data), targets - 1, reduction="none")
+        token_lp = _token_log_probs(self.readout(out.data), targets - 1)
         sorted_lp = token_lp.new_zeros(len(order)).index_add(0, owner, token_lp)
         return sorted_lp.new_zeros(len(order)).index_copy(0, order, sorted_lp)
 

@@ -84,13 +84,13 @@ from probseq.frames.factorial import (BernoulliFrame, CategoricalFrame, Gaussian
 from probseq.frames.mixture import MixtureFrame
 from probseq.lengths import make_length_model
 from probseq.models.base import LogProb, SequenceModel
-from probseq.models.gaussian import gaussian_kl, gaussian_log_density, loc_scale
+from probseq.models.gaussian import (gaussian_kl, gaussian_log_density, loc_scale,
+                                     reparameterised_log_density)
 from probseq.models.registry import register_model
 from probseq.train.annealing import KLAnnealing, free_bits_kl
 
 __all__ = ["VRNN", "MixtureFrame", "VRNNTerms"]
 
-_LOG_2PI = math.log(2 * math.pi)
 #: row-steps (replicated sequences x time) per chunk when drawing many samples (memory bound)
 _CHUNK_ROW_STEPS = 1 << 18
 #: Burda et al. (2016) activity threshold on Cov_x(E_q[z_u])
@@ -335,7 +335,7 @@ class VRNN(SequenceModel):
         params = self._decode(torch.stack(z_feats, 1), prev_hidden)
         recon = self.frame.log_prob(params, x)
         kl = gaussian_kl(q_loc, q_scale, p_loc, p_scale)
-        log_q = (-0.5 * noise ** 2 - torch.log(q_scale) - 0.5 * _LOG_2PI).sum(-1)
+        log_q = reparameterised_log_density(noise, q_scale)
         log_ratio = gaussian_log_density(z, p_loc, p_scale) - log_q
         length = self._length_log_prob(lengths, next_hidden)
         return VRNNTerms(recon, kl, log_ratio, length, mask, z, q_loc, prev_hidden)

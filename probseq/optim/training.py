@@ -61,6 +61,10 @@ def check_optimizer_options(opts: dict[str, Any]) -> None:
         raise UserError(f"init must be one of {', '.join(INIT_SCHEMES)}, got {opts['init']!r}")
     if int(opts.get("hf_curvature_batch", 0)) < 0 or int(opts.get("hf_cg_iters", 1)) < 1:
         raise UserError("hf_curvature_batch must be >= 0 and hf_cg_iters >= 1")
+    if opts.get("optimizer") in CLOSURE_OPTIMIZERS and str(opts.get("precision", "fp32")) != "fp32":
+        raise UserError(f"optimizer={opts['optimizer']} trains in float32 only (its line searches and "
+                        f"curvature products are not autocast); drop precision={opts['precision']} "
+                        "or train with adam or sgd")
 
 
 def initialise(model: nn.Module, opts: dict[str, Any], seed: int) -> None:

@@ -54,6 +54,7 @@ from probseq.evaluate.chunking import validation_totals
 from probseq.models.registry import parse_option_value
 from probseq.train import distributed
 from probseq.train.checkpoint import atomic_save, safe_load, save_weights
+from probseq.precision import TrainingPrecision, check_precision, upcast
 from probseq.optim.training import (CLOSURE_OPTIMIZERS, OPTIMIZER_OPTIONS, check_optimizer_options,
                                     closure_step, initialise, make_closure_optimizer)
 from probseq.train.data_order import EpochPlan, check_plan_options, fresh_examples
@@ -85,6 +86,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "fresh": False,          # generated datasets: new training sequences on every step
     "checkpoint_every": 100,
     "log_every": 10,
+    "precision": "fp32",     # fp32 | bf16 | fp16: autocast of the training forward pass (probseq.precision)
     **OPTIMIZER_OPTIONS,     # nag / hf / init options (probseq.optim.training)
 }
 
@@ -100,6 +102,7 @@ def training_options(model, overrides: dict[str, Any] | None = None) -> dict[str
         raise UserError(f"keep must be best or last, got {opts['keep']!r}")
     if opts["optimizer"] not in ("adam", "sgd") + CLOSURE_OPTIMIZERS:
         raise UserError(f"optimizer must be adam, sgd, nag or hf, got {opts['optimizer']!r}")
+    opts["precision"] = check_precision(opts["precision"])
     check_optimizer_options(opts)
     if opts["lr_schedule"] not in LR_SCHEDULES:
         raise UserError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {opts['lr_schedule']!r}")
@@ -217,6 +220,7 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
     fixed_length = opts["lr_schedule"] == "linear"
     base_lr, lr_decay = float(opts["lr"]), float(opts["lr_decay"])
     optimizer = _make_optimizer(model, opts)
+    precision = TrainingPrecision(opts["precision"], model_device(model))   # fp32: plain steps
     loss_gen = generator_for(model, seed + 1)
     checkpoint_path = run_dir / "checkpoint.pt"
 
@@ -324,18 +328,21 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
                 loss = closure_step(optimizer, model, batch, generator=loss_gen, opts=opts)
             else:
                 # scaled: this process's share of the global batch's loss; loss: the global batch's
-                scaled, loss = job.pool_loss(model.loss(batch, generator=loss_gen), batch.n_frames)
+                with precision.autocast():       # precision=bf16|fp16 (probseq.precision)
+                    own_loss = model.loss(batch, generator=loss_gen)
+                scaled, loss = job.pool_loss(upcast(own_loss), batch.n_frames)
                 if not torch.isfinite(loss):
                     raise UserError(
                         f"training diverged at step {state.step} (the loss is {float(loss.detach())}); "
                         "try a smaller learning rate (--set lr=...)"
                     )
                 optimizer.zero_grad(set_to_none=True)
-                scaled.backward()
+                precision.backward(scaled)       # fp16: of the scaled loss
                 job.sum_gradients(model.parameters())
+                precision.unscale_(optimizer)    # fp16: clip the true gradients
                 if float(opts["clip"]) > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), float(opts["clip"]))
-                optimizer.step()
+                precision.step(optimizer)        # fp16: skipped when the gradients overflowed
             state.step += 1
             state.position += batch_size
             end_of_epoch = state.position >= (len(train) if plan is None else len(plan))

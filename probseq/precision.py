@@ -23,9 +23,9 @@ AIS / RAISE and their log-mean-exp, the latent-variable estimators (ELBO, IWAE, 
 sampling), the Gaussian KL and log-densities of VRNN and VHRED, and the RBM sequence models'
 per-frame likelihood sums. A guarded function called with no autocast active runs unchanged.
 
-On the CPU, torch's autocast runs ``nn.GRU`` and ``nn.RNN`` in float32 and only the linear layers
-in bfloat16; ``nn.LSTM`` under CPU autocast needs oneDNN's low-precision kernels, which many CPUs
-lack, so :class:`AutocastSafeLSTM` keeps it in float32 there as well.
+On the CPU, ``nn.GRU`` and ``nn.RNN`` under autocast return float32 states, but the matrix
+products inside them run in the low-precision type; ``nn.LSTM`` under CPU autocast needs oneDNN's
+low-precision kernels, which many CPUs lack, so :class:`AutocastSafeLSTM` keeps it in float32 there.
 
 Reference: P. Micikevicius et al., "Mixed precision training", ICLR 2018.
 """
@@ -237,9 +237,9 @@ class AutocastSafeLSTM(nn.LSTM):
     """:class:`torch.nn.LSTM` that runs in float32 under CPU autocast (elsewhere it is ``nn.LSTM``).
 
     Under CPU autocast torch sends an LSTM to oneDNN's low-precision kernel, which fails on CPUs
-    without native bfloat16/float16 support ("could not create a primitive descriptor"); torch's
-    CPU autocast leaves ``nn.GRU`` and ``nn.RNN`` in float32 anyway. Same parameters and state
-    dict as ``nn.LSTM``; under CUDA autocast it runs in the low-precision type (cuDNN).
+    without native bfloat16/float16 support ("could not create a primitive descriptor"). Same
+    parameters and state dict as ``nn.LSTM``; under CUDA autocast it runs in the low-precision
+    type (cuDNN).
     """
 
     def forward(self, input: Any, hx: Any = None) -> Any:  # noqa: A002 - nn.LSTM's argument name

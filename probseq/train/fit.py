@@ -9,6 +9,9 @@ for RBMs, the negative ELBO for latent-variable models) with:
 * under ``torchrun``, one model trained by all processes, each on its slice of every global batch
   (:mod:`probseq.train.distributed`);
 * gradient-norm clipping;
+* optionally, an exponential moving average of the weights (``average=d``: after every step
+  ``theta_avg <- d theta_avg + (1 - d) theta``, PyTorch's EMA rule, :mod:`probseq.train.averaging`;
+  Polyak & Juditsky 1992), which is then what is validated, kept and saved;
 * validation by the model's own criterion (:meth:`~probseq.models.base.SequenceModel.validation_loss`)
   every ``eval_every`` steps (0: at the end of every epoch), keeping the best weights in
   ``model.pt`` (``keep=last`` keeps the final weights instead, for models whose cheap validation
@@ -38,6 +41,7 @@ Models whose loss needs a schedule over training (KL annealing, the thesis CD-k 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -57,6 +61,7 @@ from probseq.train.checkpoint import atomic_save, safe_load, save_weights
 from probseq.precision import TrainingPrecision, check_precision, upcast
 from probseq.optim.training import (CLOSURE_OPTIMIZERS, OPTIMIZER_OPTIONS, check_optimizer_options,
                                     closure_step, initialise, make_closure_optimizer)
+from probseq.train.averaging import WeightAverage
 from probseq.train.data_order import EpochPlan, check_plan_options, fresh_examples
 from probseq.train.schedules import LR_SCHEDULES, PlateauState, step_factor
 
@@ -87,6 +92,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "checkpoint_every": 100,
     "log_every": 10,
     "precision": "fp32",     # fp32 | bf16 | fp16: autocast of the training forward pass (probseq.precision)
+    "average": 0.0,          # decay d of an exponential moving average of the weights (0 = off)
     **OPTIMIZER_OPTIONS,     # nag / hf / init options (probseq.optim.training)
 }
 
@@ -110,6 +116,9 @@ def training_options(model, overrides: dict[str, Any] | None = None) -> dict[str
         raise UserError("batch_size and lr must be positive")
     if not 0 < float(opts["lr_decay"]) <= 1:
         raise UserError(f"lr_decay must lie in (0, 1] (1 disables plateau decay), got {opts['lr_decay']}")
+    if not 0 <= float(opts["average"]) < 1:
+        raise UserError(f"average is the decay of the weight average and must lie in [0, 1) "
+                        f"(0 disables it), got {opts['average']}")
     for key in ("decay_patience", "patience", "eval_every", "train_chunk", "transpose"):
         if int(opts[key]) < 0:
             raise UserError(f"{key} must be non-negative, got {opts[key]}")
@@ -223,6 +232,7 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
     precision = TrainingPrecision(opts["precision"], model_device(model))   # fp32: plain steps
     loss_gen = generator_for(model, seed + 1)
     checkpoint_path = run_dir / "checkpoint.pt"
+    averaged = None
 
     if resume:
         ckpt = safe_load(checkpoint_path)
@@ -244,6 +254,10 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
         initialise(model, opts, seed)        # init=sparse|echo_state (probseq.optim.init)
 
     job.broadcast_module(model)          # every process starts from rank 0's weights
+    if float(opts["average"]) > 0:
+        averaged = WeightAverage(model, float(opts["average"]))
+        if resume and "averaged" in ckpt:     # a checkpoint from a run without it: start it now
+            averaged.load_state_dict(ckpt["averaged"])
     plan = plan_for(state.epoch)
     log_file = open(run_dir / "log.jsonl", "a") if job.is_main else None
     best_state = None
@@ -267,7 +281,12 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "loss_generator": loss_gen.get_state(), "torch_rng": torch.get_rng_state(),
             "progress": asdict(state),
+            **({} if averaged is None else {"averaged": averaged.state_dict()}),
         }, checkpoint_path)
+
+    def averaged_weights():
+        """The block sees the averaged weights when ``average`` is on (validation, keep=best)."""
+        return contextlib.nullcontext() if averaged is None else averaged.applied(model)
 
     def validate():
         nonlocal best_state
@@ -275,8 +294,9 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
             return None
         # every process scores its share of the validation batches; the sums are all-reduced, so
         # every process holds the same score and takes the same decisions
-        total, frames = job.sum_values(*validation_totals(model, valid, batch_size=batch_size,
-                                                          part=(job.rank, job.world_size)))
+        with averaged_weights():
+            total, frames = job.sum_values(*validation_totals(model, valid, batch_size=batch_size,
+                                                              part=(job.rank, job.world_size)))
         score = total / max(frames, 1.0)
         if not math.isfinite(score):   # never counted as "no improvement": stop, keep what was good
             log(event="stop", reason="non-finite validation loss", valid_loss=str(score))
@@ -287,7 +307,7 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
                             f"stopped; {kept}")
         extra = {}
         if hasattr(model, "diagnostics") and job.is_main:
-            with torch.no_grad():
+            with torch.no_grad(), averaged_weights():
                 extra = model.diagnostics(model.collate(valid[:batch_size]))
         decays = state.plateau.decays
         improved = state.plateau.update(score, state.step, min_delta=float(opts["min_delta"]),
@@ -296,9 +316,10 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
         if state.plateau.decays > decays:
             log(event="lr_decay", lr=base_lr * state.plateau.scale(lr_decay))
         if improved and keep_best:
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if job.is_main:
-                save_weights(run_dir, model)
+            with averaged_weights():
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                if job.is_main:
+                    save_weights(run_dir, model)
         return score
 
     log(event="resume" if resume else "start", options=opts, steps=steps, minutes=minutes, seed=seed,
@@ -343,6 +364,8 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
                 if float(opts["clip"]) > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), float(opts["clip"]))
                 precision.step(optimizer)        # fp16: skipped when the gradients overflowed
+            if averaged is not None:
+                averaged.update(model)
             state.step += 1
             state.position += batch_size
             end_of_epoch = state.position >= (len(train) if plan is None else len(plan))
@@ -380,6 +403,8 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
         raise
     finally:
         bar.close()
+    if averaged is not None and not keep_best:
+        averaged.copy_to(model)            # the averaged weights are the result
     if not keep_best:
         if job.is_main:
             save_weights(run_dir, model)   # keep=last: the final weights are the result
@@ -387,8 +412,11 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
         model.load_state_dict(best_state)
     elif state.plateau.best_step >= 0:  # resumed run: the best weights are on disk
         model.load_state_dict(safe_load(run_dir / "model.pt")["state_dict"])
-    elif job.is_main:
-        save_weights(run_dir, model)   # no validation split: the final weights are the result
+    else:                              # no validation split: the final weights are the result
+        if averaged is not None:
+            averaged.copy_to(model)
+        if job.is_main:
+            save_weights(run_dir, model)
     wall = time.perf_counter() - started
     log(event="end", wall_s=wall, elapsed_s=round(elapsed(), 1), best_step=state.plateau.best_step,
         best_valid=_finite(state.plateau.best))

@@ -132,22 +132,24 @@ class RNNNADE(RecurrentFrameModel):
     name = "rnn-nade"
     data_kinds = ("binary",)
     validation_is_nll = True
-    #: the recipe (docs/training.md): a 300-unit GRU, NADE weights started at std 0.2, dropout on
+    #: the recipe (docs/training.md): a 300-unit LSTM, NADE weights started at std 0.2, dropout on
     #: the notes the RNN reads (0.4) and on its state (0.6); chosen on JSB validation NLL
-    #: (benchmarks/RESULTS.md, issue 4) and used unchanged on the other piano-roll sets
+    #: (benchmarks/RESULTS.md, issues 4 and 10) and used unchanged on the other piano-roll sets
     hyperparameters: ClassVar[dict[str, Any]] = {
-        **RecurrentFrameModel.hyperparameters, **_NADE_HYPER, "cell": "gru", "hidden": 300,
+        **RecurrentFrameModel.hyperparameters, **_NADE_HYPER, "cell": "lstm", "hidden": 300,
         "init_scale": 0.2,
         "input_dropout": 0.4,    # training only: drop each note the RNN reads (never a scored one)
         "output_dropout": 0.6,   # training only: dropout on the RNN state before the readout
     }
     #: Adam 2e-3 on minibatches of 4 pieces, clip 1, weight decay 1e-5, halved after 3 validations
     #: without improvement, stopped after 10 (Boulanger-Lewandowski et al. 2012 halve on plateau too);
-    #: pieces longer than 200 frames (Piano-midi.de, MuseData, Nottingham; no JSB chorale) are
-    #: trained as windows of 200 frames
+    #: validated and kept as the moving average of the weights (decay 0.99, about the last 100
+    #: steps); pieces longer than 200 frames (Piano-midi.de, MuseData, Nottingham; no JSB chorale)
+    #: are trained as windows of 200 frames
     training_defaults: ClassVar[dict[str, Any]] = {"lr": 2e-3, "batch_size": 4, "clip": 1.0,
                                                    "weight_decay": 1e-5, "decay_patience": 3,
-                                                   "patience": 10, "train_chunk": 200}
+                                                   "patience": 10, "train_chunk": 200,
+                                                   "average": 0.99}
     contract_example = {"spec": DataSpec("binary", 4),
                         "hyper": {"hidden": 5, "nade_hidden": 3, "length": "halting",
                                   "input_dropout": 0.0, "output_dropout": 0.0}}

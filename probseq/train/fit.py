@@ -9,6 +9,9 @@ for RBMs, the negative ELBO for latent-variable models) with:
 * under ``torchrun``, one model trained by all processes, each on its slice of every global batch
   (:mod:`probseq.train.distributed`);
 * gradient-norm clipping;
+* optionally, reduced precision (``precision=bf16|fp16``: the forward pass under
+  :func:`torch.autocast`, fp16 with a gradient scaler; likelihood sums and dynamic programs stay
+  float32, :mod:`probseq.precision`);
 * optionally, an exponential moving average of the weights (``average=d``: after every step
   ``theta_avg <- d theta_avg + (1 - d) theta``, PyTorch's EMA rule, :mod:`probseq.train.averaging`;
   Polyak & Juditsky 1992), which is then what is validated, kept and saved;

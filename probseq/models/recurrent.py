@@ -93,6 +93,9 @@ class RecurrentFrameModel(SequenceModel):
         # training objective only (evaluation is always the teacher-forced exact likelihood):
         # scheduled sampling (probseq.train.scheduled_sampling) and unscored context frames
         "scheduled_sampling": "none", "ss_k": 0.0, "ss_c": 0.0, "ss_min": 0.0, "train_context": 0,
+        # training only: DropConnect on the hidden-to-hidden weights (Wan et al. 2013; the
+        # weight-dropped LSTM of Merity et al. 2018), one mask per training step
+        "weight_drop": 0.0,
     }
     #: Adam at 1e-2 with gradient clipping: on JSB a 128-unit GRU reaches ~8.6 nats/frame in 300 steps
     training_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-2}
@@ -110,6 +113,8 @@ class RecurrentFrameModel(SequenceModel):
                                       c=float(cfg["ss_c"]), floor=float(cfg["ss_min"]))
         if int(cfg["train_context"]) < 0:
             raise UserError(f"train_context must not be negative, got {cfg['train_context']}")
+        if not 0.0 <= float(cfg["weight_drop"]) < 1.0:
+            raise UserError(f"weight_drop must lie in [0, 1), got {cfg['weight_drop']}")
         #: eps_i of scheduled sampling for the current training step (1 = teacher forcing)
         self.teacher_forcing = 1.0
         self.frame = self.make_frame(spec)
@@ -119,6 +124,13 @@ class RecurrentFrameModel(SequenceModel):
         input_dim = self.frame.input_dim + 1 + self.length_model.input_dim
         self.rnn = self.make_backbone(input_dim, hidden, layers,
                                       float(cfg["dropout"]) if layers > 1 else 0.0)
+        if float(cfg["weight_drop"]) > 0 and not isinstance(self.rnn, nn.RNNBase):
+            raise UserError(f"weight_drop needs one of torch's recurrent layers (rnn, gru, lstm); "
+                            f"the {self.cell_type} cell has no hidden-to-hidden weight matrix to drop")
+        if float(cfg["weight_drop"]) > 0 and str(cfg["scheduled_sampling"]) != "none":
+            raise UserError("weight_drop and scheduled_sampling cannot be combined: scheduled sampling "
+                            "runs the network one step at a time, and the dropped connections must be "
+                            "the same at every step")
         n_states = 2 if self.cell_type == "lstm" else 1
         self.initial_hidden = nn.Parameter(torch.zeros(n_states, layers, 1, hidden))
         self.readout = nn.Linear(hidden, self.frame.param_dim + self.length_model.head_dim)
@@ -165,8 +177,20 @@ class RecurrentFrameModel(SequenceModel):
         first = self._inputs(None, True, None if remaining is None else remaining[:, :1], n, 1)
         rest = self._inputs(self.frame.encode(x), False,
                             None if remaining is None else remaining[:, 1:], n, steps)
-        outputs, _ = self.rnn(torch.cat([first, rest], 1), self._hidden0(n))
+        outputs, _ = self._run_backbone(torch.cat([first, rest], 1), self._hidden0(n))
         return x, outputs
+
+    def _run_backbone(self, inputs: Tensor, hidden):
+        """``self.rnn(inputs, hidden)``; in training with ``weight_drop = p > 0`` the recurrent
+        weights ``W_hh`` of every layer are replaced for this call by ``m * W_hh / (1 - p)`` with
+        ``m ~ Bernoulli(1 - p)`` elementwise (DropConnect: the same dropped connections at every
+        time step, Merity et al. 2018), so the expected recurrent weights are unchanged."""
+        p = float(self.config["weight_drop"])
+        if not (self.training and p > 0):
+            return self.rnn(inputs, hidden)
+        dropped = {name: nn.functional.dropout(w, p, training=True)
+                   for name, w in self.rnn.named_parameters() if name.startswith("weight_hh")}
+        return torch.func.functional_call(self.rnn, dropped, (inputs, hidden))
 
     def readouts(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
         """Teacher-forced pass: frame parameters and length heads for states ``s_0..s_T``.
@@ -341,7 +365,7 @@ class RecurrentFrameModel(SequenceModel):
         if self.length_model.input_dim:
             remaining = window.lengths.unsqueeze(1) - window.steps().unsqueeze(0)
         inputs = self._inputs(self.frame.encode(read), False, remaining, n, width)
-        outputs, hidden = self.rnn(inputs, state.hidden)
+        outputs, hidden = self._run_backbone(inputs, state.hidden)
         params, length_head = self._split_head(self.readout(torch.cat([state.output.unsqueeze(1),
                                                                        outputs], 1)))
         after = _RecurrentState(hidden, outputs[:, -1], window.start + width, state.target)

@@ -6,7 +6,7 @@ A thin wrapper over ``probseq reproduce bl2012-polyphonic DATASET rnn-nade``, i.
     probseq evaluate RUN --split test --json
 
 with the model's default recipe (``RNNNADE.hyperparameters`` / ``training_defaults``, written down in
-``docs/training.md``): a 300-unit LSTM, dropout on the notes the RNN reads (0.4) and on its state (0.6),
+``docs/training.md``): a 300-unit LSTM with DropConnect 0.7 on its recurrent weights, dropout on the notes the RNN reads (0.4) and on its state (0.6),
 Adam 2e-3 on minibatches of 4 pieces, learning rate halved after 3 validations without improvement,
 stopped after 10, the moving average of the weights validated and kept; pieces longer than 200
 frames (all sets but JSB) trained as windows of 200 frames.

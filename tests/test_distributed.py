@@ -97,8 +97,8 @@ def test_a_two_process_run_resumes_with_one_process(job_outputs, tmp_path):
 CASES = [
     ("rtrbm", BINARY, {"hidden": 3, "cd_steps": 2, "length": "halting"}),      # contrastive divergence
     ("vrnn", BINARY, {"hidden": 5, "latent": 2, "length": "halting"}),         # ELBO, sampled latents
-    ("rnn-nade", BINARY, {"hidden": 5, "nade_hidden": 3, "length": "halting",
-                          "input_dropout": 0.0, "output_dropout": 0.0}),         # exact likelihood
+    ("rnn-nade", BINARY, {"hidden": 5, "nade_hidden": 3, "length": "halting", "input_dropout": 0.0,
+                          "output_dropout": 0.0, "weight_drop": 0.0}),           # exact likelihood
 ]
 
 

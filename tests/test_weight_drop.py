@@ -68,3 +68,14 @@ def test_weight_drop_is_checked():
         build_model("rnn-nade", SPEC, {"cell": "mrnn", "hidden": 4, "nade_hidden": 3, "weight_drop": 0.3})
     with pytest.raises(UserError, match="scheduled_sampling"):
         build_model("gru", SPEC, {"weight_drop": 0.3, "scheduled_sampling": "linear", "ss_k": 0.1})
+
+
+def test_the_recipes_default_gives_way_where_it_cannot_apply():
+    """RNN-NADE's recipe drops recurrent weights by default; with a cell without W_hh or under
+    scheduled sampling the default is switched off (and saved as such) rather than refused."""
+    assert build_model("rnn-nade", SPEC, {"hidden": 4, "nade_hidden": 3}).config["weight_drop"] > 0
+    mrnn = build_model("rnn-nade", SPEC, {"cell": "mrnn", "hidden": 4, "nade_hidden": 3})
+    assert mrnn.config["weight_drop"] == 0.0
+    scheduled = build_model("rnn-nade", SPEC, {"hidden": 4, "nade_hidden": 3,
+                                               "scheduled_sampling": "linear", "ss_k": 0.1})
+    assert scheduled.config["weight_drop"] == 0.0

@@ -124,16 +124,33 @@ class RecurrentFrameModel(SequenceModel):
         input_dim = self.frame.input_dim + 1 + self.length_model.input_dim
         self.rnn = self.make_backbone(input_dim, hidden, layers,
                                       float(cfg["dropout"]) if layers > 1 else 0.0)
-        if float(cfg["weight_drop"]) > 0 and not isinstance(self.rnn, nn.RNNBase):
-            raise UserError(f"weight_drop needs one of torch's recurrent layers (rnn, gru, lstm); "
-                            f"the {self.cell_type} cell has no hidden-to-hidden weight matrix to drop")
-        if float(cfg["weight_drop"]) > 0 and str(cfg["scheduled_sampling"]) != "none":
-            raise UserError("weight_drop and scheduled_sampling cannot be combined: scheduled sampling "
-                            "runs the network one step at a time, and the dropped connections must be "
-                            "the same at every step")
+        self._check_weight_drop(explicit="weight_drop" in hyper)
         n_states = 2 if self.cell_type == "lstm" else 1
         self.initial_hidden = nn.Parameter(torch.zeros(n_states, layers, 1, hidden))
         self.readout = nn.Linear(hidden, self.frame.param_dim + self.length_model.head_dim)
+
+    def _check_weight_drop(self, *, explicit: bool) -> None:
+        """``weight_drop`` needs torch's recurrent layers (a ``W_hh`` to drop) and teacher-forced
+        training (scheduled sampling runs the network one step at a time, and the dropped
+        connections must be the same at every step). A value the user set is refused there with
+        one sentence; a model's default (the RNN-NADE recipe) is switched off instead, so that
+        ``--set cell=mrnn`` or scheduled sampling still work with the rest of the recipe."""
+        cfg = self.config
+        if float(cfg["weight_drop"]) == 0:
+            return
+        problem = None
+        if not isinstance(self.rnn, nn.RNNBase):
+            problem = (f"weight_drop needs one of torch's recurrent layers (rnn, gru, lstm); the "
+                       f"{self.cell_type} cell has no hidden-to-hidden weight matrix to drop")
+        elif str(cfg["scheduled_sampling"]) != "none":
+            problem = ("weight_drop and scheduled_sampling cannot be combined: scheduled sampling runs "
+                       "the network one step at a time, and the dropped connections must be the same "
+                       "at every step")
+        if problem is None:
+            return
+        if explicit:
+            raise UserError(problem)
+        cfg["weight_drop"] = 0.0
 
     # ---------------------------------------------------------------- pieces
     def make_backbone(self, input_dim: int, hidden: int, layers: int, dropout: float) -> nn.Module:

@@ -148,6 +148,20 @@ def _windowed_log_prob(model, batch, frame_budget: int, **kwargs):
     return total, stderr, result
 
 
+def _share_of_plan(examples: list[Any], *, batch_size: int, frame_budget: int | None, windows: bool,
+                   part: tuple[int, int]) -> list[list[int]]:
+    """Batches of example indices under the frame budget (:func:`plan_batches`; ``None``:
+    ``batch_size`` examples at a time, in order), and of those the share ``r, r + W, ...`` of
+    rank ``r`` for ``part = (r, W)``. The plan is the same on every rank."""
+    if frame_budget is None:
+        plan = [list(range(i, min(len(examples), i + batch_size))) for i in range(0, len(examples), batch_size)]
+    else:
+        plan = plan_batches([example_frames(e) for e in examples], frame_budget=frame_budget,
+                            batch_size=batch_size, windows=windows)
+    rank, world_size = part
+    return plan[rank::world_size]
+
+
 def score_batches(model, examples: list[Any], *, estimator: str | None = None, samples: int | None = None,
                   batch_size: int = 64, frame_budget: int | None = DEFAULT_FRAME_BUDGET,
                   generator: torch.Generator | None = None,
@@ -163,13 +177,8 @@ def score_batches(model, examples: list[Any], *, estimator: str | None = None, s
     """
     kwargs = {"estimator": estimator, "samples": samples, "generator": generator}
     windows = bool(getattr(model, "supports_time_windows", False)) and frame_budget is not None
-    if frame_budget is None:
-        plan = [list(range(i, min(len(examples), i + batch_size))) for i in range(0, len(examples), batch_size)]
-    else:
-        plan = plan_batches([example_frames(e) for e in examples], frame_budget=frame_budget,
-                            batch_size=batch_size, windows=windows)
-    rank, world_size = part
-    plan = plan[rank::world_size]
+    plan = _share_of_plan(examples, batch_size=batch_size, frame_budget=frame_budget, windows=windows,
+                          part=part)
     with torch.no_grad():
         for indices in (wrap(plan) if wrap is not None else plan):
             batch = model.collate([examples[i] for i in indices])
@@ -221,13 +230,9 @@ def validation_totals(model, examples: list[Any], *, batch_size: int,
                 nll -= float(scores.values.sum())
                 frames += float(scores.frames.sum())
             return nll, frames
-        sizes = [example_frames(e) for e in examples]
-        plan = (plan_batches(sizes, frame_budget=frame_budget, batch_size=batch_size, windows=False)
-                if frame_budget is not None else
-                [list(range(i, min(len(examples), i + batch_size))) for i in range(0, len(examples), batch_size)])
-        rank, world_size = part
         total, frames = 0.0, 0.0
-        for indices in plan[rank::world_size]:
+        for indices in _share_of_plan(examples, batch_size=batch_size, frame_budget=frame_budget,
+                                      windows=False, part=part):
             batch = model.collate([examples[i] for i in indices])
             total += model.validation_loss(batch) * batch.n_frames
             frames += batch.n_frames

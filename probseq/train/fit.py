@@ -406,16 +406,11 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
         raise
     finally:
         bar.close()
-    if averaged is not None and not keep_best:
-        averaged.copy_to(model)            # the averaged weights are the result
-    if not keep_best:
-        if job.is_main:
-            save_weights(run_dir, model)   # keep=last: the final weights are the result
-    elif best_state is not None:
+    if keep_best and best_state is not None:
         model.load_state_dict(best_state)
-    elif state.plateau.best_step >= 0:  # resumed run: the best weights are on disk
+    elif keep_best and state.plateau.best_step >= 0:  # resumed run: the best weights are on disk
         model.load_state_dict(safe_load(run_dir / "model.pt")["state_dict"])
-    else:                              # no validation split: the final weights are the result
+    else:       # keep=last, or no validation split: the final (averaged, if on) weights are the result
         if averaged is not None:
             averaged.copy_to(model)
         if job.is_main:

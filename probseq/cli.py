@@ -101,7 +101,7 @@ def cmd_fit(args) -> int:
 
     from probseq.models.registry import build_model, model_class
     from probseq.train.checkpoint import read_run_info, write_run_info
-    from probseq.train.distributed import start
+    from probseq.parallel import start
     from probseq.train.fit import fit, training_options
 
     out = Path(args.out)
@@ -168,7 +168,7 @@ def cmd_evaluate(args) -> int:
     from probseq.device import generator_for
     from probseq.evaluate.sharded import score_split_sharded
     from probseq.train.checkpoint import load_run
-    from probseq.train.distributed import start
+    from probseq.parallel import start
 
     device, job = start(args.device, command="evaluate", distributed=True)
     model, info = load_run(args.run, device=device)
@@ -217,7 +217,7 @@ def cmd_sample(args) -> int:
     from probseq.device import generator_for
     from probseq.io.media import read_prime, write_samples
     from probseq.train.checkpoint import load_run
-    from probseq.train.distributed import start
+    from probseq.parallel import start
 
     device, _ = start(args.device, command="sample", distributed=False)
     model, info = load_run(args.run, device=device)
@@ -265,7 +265,7 @@ def cmd_compare(args) -> int:
     from probseq.evaluate.chunking import resolve_frame_budget
     from probseq.evaluate.sharded import score_split_sharded
     from probseq.train.checkpoint import load_run
-    from probseq.train.distributed import start
+    from probseq.parallel import start
 
     if len(args.runs) < 2:
         raise UserError("compare needs at least two run directories")
@@ -374,7 +374,7 @@ def cmd_reproduce(args) -> int:
 
 def cmd_demo(args) -> int:
     from probseq.demo import run_demo
-    from probseq.train.distributed import start
+    from probseq.parallel import start
 
     device, _ = start(args.device, command="demo", distributed=False)
     return run_demo(Path(args.out), steps=args.steps, quiet=args.quiet, device=device)
@@ -539,7 +539,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _leave_process_group() -> None:
     """Under torchrun: leave the process group the command joined (a no-op otherwise)."""
     if "torch.distributed" in sys.modules:
-        from probseq.train.distributed import shutdown
+        from probseq.parallel import shutdown
 
         shutdown()
 

@@ -27,7 +27,7 @@ from probseq.data.spec import DataSpec
 from probseq.device import generator_for
 from probseq.models.registry import build_model
 from probseq.testing import ddp
-from probseq.train.distributed import Distributed
+from probseq.parallel import Distributed
 from probseq.train.fit import fit
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),

@@ -31,7 +31,7 @@ from probseq.device import generator_for
 from probseq.evaluate.chunking import (DEFAULT_FRAME_BUDGET, BatchScores, example_frames, plan_batches,
                                        score_batches)
 from probseq.evaluate.scoring import SplitScores
-from probseq.train.distributed import Distributed, current
+from probseq.parallel import Distributed, current
 
 __all__ = ["batch_seed", "plan_split", "score_split_sharded"]
 

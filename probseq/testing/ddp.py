@@ -79,10 +79,10 @@ def fit_worker(rank: int, world: int, name: str, spec: DataSpec, hyper: dict, op
 def gradient_worker(rank: int, world: int, cases: list, batch_size: int, out_dir: str) -> None:
     """One training step's gradient for each ``(name, spec, hyper)`` case: this rank's slice of a
     global batch, its loss pooled and its gradient summed over the job
-    (:class:`~probseq.train.distributed.Distributed`); rank 0 saves case ``i`` to ``grads-i.pt``.
+    (:class:`~probseq.parallel.Distributed`); rank 0 saves case ``i`` to ``grads-i.pt``.
     Rank ``r`` draws the loss's noise from ``generator_for(model, 100 + r)``."""
     from probseq.device import generator_for
-    from probseq.train.distributed import current
+    from probseq.parallel import current
 
     job = current()
     for i, (name, spec, hyper) in enumerate(cases):

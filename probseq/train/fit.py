@@ -7,7 +7,7 @@ for RBMs, the negative ELBO for latent-variable models) with:
   :mod:`probseq.optim`), a step schedule (constant, or linear decay to zero) and learning-rate
   decay on plateau (:mod:`probseq.train.schedules`);
 * under ``torchrun``, one model trained by all processes, each on its slice of every global batch
-  (:mod:`probseq.train.distributed`);
+  (:mod:`probseq.parallel`);
 * gradient-norm clipping;
 * optionally, reduced precision (``precision=bf16|fp16``: the forward pass under
   :func:`torch.autocast`, fp16 with a gradient scaler; likelihood sums and dynamic programs stay
@@ -59,7 +59,7 @@ from probseq.device import generator_for, model_device, resolve_device
 from probseq.errors import UserError
 from probseq.evaluate.chunking import validation_totals
 from probseq.models.registry import parse_option_value
-from probseq.train import distributed
+from probseq import parallel
 from probseq.train.checkpoint import atomic_save, safe_load, save_weights
 from probseq.precision import TrainingPrecision, check_precision, upcast
 from probseq.optim.training import (CLOSURE_OPTIMIZERS, OPTIMIZER_OPTIONS, check_optimizer_options,
@@ -189,13 +189,13 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
         device: move the model there first (``"auto"``, ``"cpu"``, ``"cuda:1"``...; ``None``: where it is).
 
     Under ``torchrun`` (an initialised process group) every process calls ``fit`` and they train
-    one model together: ``batch_size`` is per process (:mod:`probseq.train.distributed`).
+    one model together: ``batch_size`` is per process (:mod:`probseq.parallel`).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     opts = training_options(model, options)
     check_plan_options(opts, dataset)
-    job = distributed.current()         # torchrun: this process's rank in the job (one process: rank 0 of 1)
+    job = parallel.current()             # torchrun: this process's rank in the job (one process: rank 0 of 1)
     if device is not None:
         model.to(resolve_device(device))
     if job.enabled and opts["optimizer"] in CLOSURE_OPTIMIZERS:

@@ -22,6 +22,13 @@ Shared by the folder datasets (``midi``, ``arrays``, ``bvh``, ``video``). Four s
 :func:`read_all`
     Convert every file, skipping the unreadable ones with one warning line each on stderr
     (``probseq: warning: skipped FILE: REASON``); none readable is one :class:`UserError`.
+
+Convention for loaders that *learn* preprocessing from the training split (normalisation
+constants, ...): they accept a keyword ``run_meta=None`` and put what they learnt in
+``Dataset.meta``. When the command line reloads a run's data (``evaluate``, ``compare``,
+``plot``, ``fit --resume``, also with ``--data-dir OTHER``) it passes the run's stored ``meta`` as
+``run_meta``, and the loader must then reuse those constants instead of recomputing them, so
+another folder is scored in the run's own units. ``run_meta`` is never a ``--set`` option.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ import numpy as np
 from probseq.data.home import data_home
 from probseq.errors import UserError
 
-__all__ = ["find_files", "split_files", "split_fraction_of", "cached_conversion", "read_all",
+__all__ = ["find_files", "split_files", "split_names", "split_fraction_of", "cached_conversion", "read_all",
            "warn_skipped", "file_digest", "SPLITS"]
 
 SPLITS = ("train", "valid", "test")
@@ -127,21 +134,31 @@ def split_files(files: Sequence[Path], root: Path, *, valid_fraction: float = 0.
     these degenerate cases move files, so for collections of a few dozen files the split is the
     pure hash rule.
     """
+    root = Path(root).resolve()
+    names = {}
+    for f in files:
+        try:
+            names[Path(f).resolve().relative_to(root).as_posix()] = Path(f)
+        except ValueError:
+            names[Path(f).name] = Path(f)
+    parts = split_names(list(names), valid_fraction=valid_fraction, test_fraction=test_fraction)
+    return {s: sorted(names[n] for n in parts[s]) for s in SPLITS}
+
+
+def split_names(names: Sequence[str], *, valid_fraction: float = 0.1,
+                test_fraction: float = 0.1) -> dict[str, list[str]]:
+    """:func:`split_files` for names that are not files (``"x.npz/arr_3"``: one array of a file).
+
+    The same rule on the given strings, hashed as they are.
+    """
     for name, value in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= float(value) < 1.0:
             raise UserError(f"{name} must be in [0, 1), got {value}")
     if valid_fraction + test_fraction >= 1.0:
         raise UserError(f"valid_fraction + test_fraction must be below 1, got "
                         f"{valid_fraction} + {test_fraction}")
-    root = Path(root)
-    u = {}
-    for f in files:
-        try:
-            rel = Path(f).resolve().relative_to(root.resolve()).as_posix()
-        except ValueError:
-            rel = Path(f).name
-        u[Path(f)] = split_fraction_of(rel)
-    out: dict[str, list[Path]] = {s: [] for s in SPLITS}
+    u = {n: split_fraction_of(n) for n in names}
+    out: dict[str, list[str]] = {s: [] for s in SPLITS}
     for f, x in u.items():
         out["test" if x < test_fraction else "valid" if x < test_fraction + valid_fraction
             else "train"].append(f)

@@ -15,7 +15,7 @@ from probseq.data.spec import DataSpec
 from probseq.errors import UserError
 from probseq.models.registry import build_model
 from probseq.testing.enumerate import random_batch
-from probseq.train.scheduled_sampling import make_schedule, scheduled_readouts
+from probseq.models.objectives.scheduled_sampling import make_schedule, scheduled_readouts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -27,7 +27,7 @@ from probseq.frames.factorial import BernoulliFrame, GaussianFrame
 from probseq.frames.mixture import MixtureFrame
 from probseq.models.gaussian import gaussian_kl
 from probseq.models.vrnn import VRNN
-from probseq.train.annealing import KLAnnealing, free_bits_kl
+from probseq.models.objectives.kl_annealing import KLAnnealing, free_bits_kl
 
 F64 = torch.float64
 

@@ -34,7 +34,7 @@ from probseq.lengths import make_length_model
 from probseq.models.base import LogProb, SequenceModel
 from probseq.models.registry import register_model
 from probseq.precision import AutocastSafeLSTM
-from probseq.train.scheduled_sampling import make_schedule, scheduled_readouts
+from probseq.models.objectives.scheduled_sampling import make_schedule, scheduled_readouts
 
 __all__ = ["RecurrentFrameModel", "RNNModel", "GRUModel", "LSTMModel", "register_cell", "cell_names"]
 
@@ -91,7 +91,7 @@ class RecurrentFrameModel(SequenceModel):
     hyperparameters: ClassVar[dict[str, Any]] = {
         "hidden": 128, "layers": 1, "dropout": 0.0, "length": "none", "max_length": 1000,
         # training objective only (evaluation is always the teacher-forced exact likelihood):
-        # scheduled sampling (probseq.train.scheduled_sampling) and unscored context frames
+        # scheduled sampling (probseq.models.objectives.scheduled_sampling) and unscored context frames
         "scheduled_sampling": "none", "ss_k": 0.0, "ss_c": 0.0, "ss_min": 0.0, "train_context": 0,
         # training only: DropConnect on the hidden-to-hidden weights (Wan et al. 2013; the
         # weight-dropped LSTM of Merity et al. 2018), one mask per training step
@@ -321,7 +321,7 @@ class RecurrentFrameModel(SequenceModel):
                           ) -> tuple[Tensor, Tensor, Tensor]:
         """:meth:`readouts` for the training loss: teacher-forced, or under scheduled sampling (in
         training mode, ``teacher_forcing < 1``) with the model's own samples fed back in
-        (:func:`~probseq.train.scheduled_sampling.scheduled_readouts`). Never used by ``log_prob``."""
+        (:func:`~probseq.models.objectives.scheduled_sampling.scheduled_readouts`). Never used by ``log_prob``."""
         if self.training and self.teacher_forcing < 1.0:
             return scheduled_readouts(self, batch, self.teacher_forcing, generator)
         return self.readouts(batch)

@@ -43,7 +43,7 @@ Length: the end of each turn is the ``<eot>`` symbol in the same softmax as the 
 covers ids ``1..V-1``), so the softmax is over exactly the symbols that can occur.
 
 Training (:meth:`VHRED.loss`): the negative ELBO per predicted token, with one reparameterised
-sample per turn, KL annealing (:mod:`probseq.train.annealing`; by default the weight rises
+sample per turn, KL annealing (:mod:`probseq.models.objectives.kl_annealing`; by default the weight rises
 linearly from 0 to 1 over the first 30% of the steps, Bowman et al. 2016), optional free bits
 (per latent unit and turn, Kingma et al. 2016) and word dropout (decoder inputs replaced by
 ``<unk>`` with probability ``word_dropout``, 0.25 by default, Bowman et al. 2016). The estimators
@@ -96,7 +96,7 @@ from probseq.text.beam_search import beam_search
 from probseq.text.responses import Response, format_responses, read_context_file
 from probseq.text.stored_vocab import StoredVocabulary
 from probseq.text.vocab import EOT_ID, PAD_ID, UNK_ID, Vocabulary
-from probseq.train.annealing import KLAnnealing, free_bits_kl
+from probseq.models.objectives.kl_annealing import KLAnnealing, free_bits_kl
 
 __all__ = ["HRED", "VHRED", "Response"]
 
@@ -563,10 +563,10 @@ class VHRED(HRED):
 
     Hyperparameters (besides HRED's):
         latent: size of ``z_n``.
-        kl_schedule / kl_warmup / kl_start: KL annealing (:class:`~probseq.train.annealing.KLAnnealing`;
+        kl_schedule / kl_warmup / kl_start: KL annealing (:class:`~probseq.models.objectives.kl_annealing.KLAnnealing`;
             by default the weight rises linearly from 0 to 1 over the first 30% of training).
         free_bits: nats per latent unit per turn below which the KL is not penalised
-            (:func:`~probseq.train.annealing.free_bits_kl`; 0 = off).
+            (:func:`~probseq.models.objectives.kl_annealing.free_bits_kl`; 0 = off).
     """
 
     name = "vhred"

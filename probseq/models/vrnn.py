@@ -45,7 +45,7 @@ with the closed-form KL, ``K = 10``), ``iwae`` (IWAE-K bound, ``K = 100``; Burda
 the log weights ``log p(x, z) - log q(z | x)`` with ``z ~ q``; noise is drawn from ``generator``.
 
 **Training** (``loss``): ``-ELBO`` per frame, with the KL term weighted by the annealing weight
-``beta`` (``kl_schedule``, ``kl_warmup``, ``kl_start``; :mod:`probseq.train.annealing`) and floored
+``beta`` (``kl_schedule``, ``kl_warmup``, ``kl_start``; :mod:`probseq.models.objectives.kl_annealing`) and floored
 per latent unit by ``free_bits`` nats per frame. :meth:`VRNN.diagnostics` reports the KL per frame
 and the number of active units (Burda et al. 2016: ``Cov_x(E_q[z_u]) > 0.01``).
 
@@ -87,7 +87,7 @@ from probseq.models.base import LogProb, SequenceModel
 from probseq.models.gaussian import (gaussian_kl, gaussian_log_density, loc_scale,
                                      reparameterised_log_density)
 from probseq.models.registry import register_model
-from probseq.train.annealing import KLAnnealing, free_bits_kl
+from probseq.models.objectives.kl_annealing import KLAnnealing, free_bits_kl
 
 __all__ = ["VRNN", "MixtureFrame", "VRNNTerms"]
 
@@ -165,7 +165,7 @@ class VRNN(SequenceModel):
         feature extractors and of every hidden layer.
         output: ``auto | bernoulli | gaussian | categorical | mixture``; components: mixture size.
         length: ``none | halting | explicit``; max_length: support of ``explicit``.
-        kl_schedule / kl_warmup / kl_start: KL annealing (:class:`~probseq.train.annealing.KLAnnealing`).
+        kl_schedule / kl_warmup / kl_start: KL annealing (:class:`~probseq.models.objectives.kl_annealing.KLAnnealing`).
         free_bits: nats per latent unit per frame below which the KL is not penalised (0 = off).
     """
 

@@ -1,11 +1,18 @@
-"""The package's shape: every module imports, no import cycles, no private names across modules, docstrings.
+"""The package's shape: every module imports, no import cycles, layers that only point down, no
+private names across modules, docstrings.
 
 The import graph counts *every* import statement of a module, including those inside functions:
 a function-level import hides a cycle from the interpreter but not from the reader, and the layers
-(data -> frames/estimators -> models -> train -> evaluate -> cli) are only real if nothing below
-imports upward. Edges into a package's ``__init__`` are kept; the top-level ``probseq`` package
-(lazy re-exports only) is left out, and so are imports under ``if TYPE_CHECKING:``, which only
-name types for annotations and never run.
+(:data:`LAYERS`: core < primitives < data < frames < models < evaluate < train < applications) are
+only real if nothing below imports upward. Edges into a package's ``__init__`` are kept; the
+top-level ``probseq`` package (lazy re-exports only) is left out, and so are imports under
+``if TYPE_CHECKING:``, which only name types for annotations and never run.
+
+"Private" is Python's convention: a name with one leading underscore belongs to the module (or the
+object) that defines it. No module imports another's private name, and no code reads or writes a
+private attribute of an object other than ``self``/``cls``/``super()`` (``other._x``,
+``self.part._x``, ``getattr(other, "_x")``); the few third-party internals probseq must touch are
+listed, each with its reason, in :data:`PRIVATE_ACCESS_ALLOWED`.
 """
 
 from __future__ import annotations
@@ -70,6 +77,43 @@ def _graph() -> dict[str, set[str]]:
     return {m: {t for t, _ in _imports(m) if t not in (m, "probseq")} for m in MODULES}
 
 
+# The layers, bottom first. A module may import from its own layer and the layers below it, never
+# from a layer above. A unit is a subpackage of probseq or a top-level module (``probseq.parallel``).
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    # errors, devices, dtypes, what a log-likelihood number is, length distributions
+    ("core", ("errors", "device", "precision", "likelihood", "lengths")),
+    # self-contained algorithms that know no dataset or model: CTC dynamic programs and features,
+    # text vocabularies, optimisers, Monte Carlo estimators of log Z, torch.distributed plumbing
+    ("primitives", ("ctc", "text", "optim", "estimators", "parallel")),
+    # datasets, batches, file formats and readers (io and data use each other, module by module),
+    # the sampling loop over padded batches
+    ("data", ("data", "io", "sampling")),
+    ("frames", ("frames",)),
+    ("models", ("models",)),
+    # scores any model through its public contract; the trainer validates with it
+    ("evaluate", ("evaluate",)),
+    ("train", ("train",)),
+    # what a user runs, and the oracles/harnesses that tests drive end to end
+    ("applications", ("demo", "reproduce", "testing", "cli", "__main__")),
+]
+LAYER_OF = {unit: rank for rank, (_, units) in enumerate(LAYERS) for unit in units}
+
+
+def _unit(module: str) -> str:
+    """``probseq.models.vrnn`` -> ``models``; ``probseq.parallel`` -> ``parallel``."""
+    return module.split(".")[1]
+
+
+def _upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    offences = []
+    for source, targets in graph.items():
+        for target in sorted(targets):
+            below, above = LAYER_OF[_unit(source)], LAYER_OF[_unit(target)]
+            if above > below:
+                offences.append(f"{source} ({LAYERS[below][0]}) imports {target} ({LAYERS[above][0]})")
+    return offences
+
+
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components with more than one module (Tarjan, iterative)."""
     index: dict[str, int] = {}
@@ -129,6 +173,33 @@ def test_no_import_cycles():
     cycles = _cycles(_graph())
     assert not cycles, "import cycles (counting imports inside functions): " + "; ".join(
         " <-> ".join(c) for c in cycles)
+
+
+def test_every_module_belongs_to_one_layer():
+    units = {_unit(m) for m in MODULES if m != "probseq"}
+    assert not units - set(LAYER_OF), f"modules with no layer in LAYERS: {sorted(units - set(LAYER_OF))}"
+    assert not set(LAYER_OF) - units, f"LAYERS names units that do not exist: {sorted(set(LAYER_OF) - units)}"
+    assert len(LAYER_OF) == sum(len(units) for _, units in LAYERS), "a unit is listed in two layers"
+
+
+def test_layer_check_sees_an_upward_import():
+    graph = {"probseq.models.vrnn": {"probseq.train.fit", "probseq.frames.base"},
+             "probseq.evaluate.sharded": {"probseq.parallel"}}
+    assert _upward_imports(graph) == ["probseq.models.vrnn (models) imports probseq.train.fit (train)"]
+
+
+def test_no_module_imports_a_higher_layer():
+    offences = _upward_imports(_graph())
+    assert not offences, "imports that point up the layers (counting imports inside functions): " + "; ".join(
+        offences)
+
+
+def test_layer_order_of_the_named_layers():
+    """The order the design promises: data < frames < models < train, evaluate and parallel below train,
+    parallel below evaluate."""
+    assert LAYER_OF["data"] < LAYER_OF["frames"] < LAYER_OF["models"] < LAYER_OF["train"]
+    assert LAYER_OF["io"] == LAYER_OF["data"]
+    assert LAYER_OF["parallel"] < LAYER_OF["evaluate"] < LAYER_OF["train"]
 
 
 def test_no_module_imports_another_modules_private_name():

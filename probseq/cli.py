@@ -39,7 +39,7 @@ def _route_options(model_cls, dataset_name: str, options: dict[str, str]):
 
     loader = {d.name: d.loader for d in dataset_infos()}.get(dataset_name)
     loader_params = ({name for name, p in inspect.signature(loader).parameters.items()
-                      if p.kind is not inspect.Parameter.VAR_KEYWORD} - {"data_file", "data_dir"}
+                      if p.kind is not inspect.Parameter.VAR_KEYWORD} - {"data_file", "data_dir", "run_meta"}
                      if loader else set())
     training_keys = set(TRAINING_DEFAULTS) | set(getattr(model_cls, "training_defaults", {}))
     model_opts, train_opts, data_opts = {}, {}, {}
@@ -66,14 +66,23 @@ def _coerce(text: str) -> Any:
     return {"true": True, "false": False, "none": None}.get(text.lower(), text)
 
 
-def _load_data(name: str, data_file: str | None, data_dir: str | None, options: dict[str, Any]):
-    from probseq.data.registry import load_dataset
+def _load_data(name: str, data_file: str | None, data_dir: str | None, options: dict[str, Any],
+               run_meta: dict[str, Any] | None = None):
+    """Load a dataset; ``run_meta`` (a run's stored meta) goes to loaders that take it, which then
+    reuse the preprocessing learnt at fit time (normalisation) instead of learning it again."""
+    from probseq.data.registry import dataset_info, load_dataset
 
+    if run_meta is not None and "run_meta" in inspect.signature(dataset_info(name).loader).parameters:
+        options = {**options, "run_meta": run_meta}
     return load_dataset(name, data_file=data_file, data_dir=data_dir, **options)
 
 
 def _abs(path: str | None) -> str | None:
-    return None if path is None else str(Path(path).resolve())
+    if path is None:
+        return None
+    if not Path(path).exists() and "," in path:   # --data-file a.mid,b.mid
+        return ",".join(str(Path(p.strip()).resolve()) for p in path.split(",") if p.strip())
+    return str(Path(path).resolve())
 
 
 def _dataset_for_run(info: dict[str, Any], args) -> tuple[Any, str]:
@@ -82,9 +91,11 @@ def _dataset_for_run(info: dict[str, Any], args) -> tuple[Any, str]:
         return _load_data(args.data, args.data_file, args.data_dir, {}), args.data
     if args.data_file or args.data_dir:
         d = info["dataset"]
-        return _load_data(d["name"], args.data_file, args.data_dir, d.get("options") or {}), d["name"]
+        return _load_data(d["name"], args.data_file, args.data_dir, d.get("options") or {},
+                          info.get("meta")), d["name"]
     d = info["dataset"]
-    return _load_data(d["name"], d.get("data_file"), d.get("data_dir"), d.get("options") or {}), d["name"]
+    return _load_data(d["name"], d.get("data_file"), d.get("data_dir"), d.get("options") or {},
+                      info.get("meta")), d["name"]
 
 
 def _check_compatible(model, dataset) -> None:
@@ -112,7 +123,8 @@ def cmd_fit(args) -> int:
         if info["model"] != args.model:
             raise UserError(f"{out} holds a {info['model']!r} run, not {args.model!r}")
         d = info["dataset"]
-        dataset = _load_data(d["name"], d.get("data_file"), d.get("data_dir"), d.get("options") or {})
+        dataset = _load_data(d["name"], d.get("data_file"), d.get("data_dir"), d.get("options") or {},
+                             info.get("meta"))
         from probseq.data.spec import DataSpec
 
         model = build_model(info["model"], DataSpec.from_dict(info["spec"]), info["hyperparameters"])
@@ -258,6 +270,29 @@ def cmd_sample(args) -> int:
     return 0
 
 
+#: dataset options and meta keys that do not change what the frames are (not preprocessing)
+_NOT_PREPROCESSING = {"cache", "source", "title", "files"}
+
+
+def _refuse_mixed_preprocessing(runs, infos) -> None:
+    """One sentence when runs on one dataset were fitted on different preprocessing (resolution,
+    pitch range, normalisation, ...): their likelihoods are of different data."""
+    def preprocessing(info):
+        d = info["dataset"]
+        options = {k: v for k, v in (d.get("options") or {}).items() if k not in _NOT_PREPROCESSING}
+        meta = {k: v for k, v in (info.get("meta") or {}).items() if k not in _NOT_PREPROCESSING}
+        return d["name"], json.dumps(options, sort_keys=True, default=str), json.dumps(meta, sort_keys=True, default=str)
+
+    first = preprocessing(infos[0])
+    for run, info in zip(runs[1:], infos[1:]):
+        other = preprocessing(info)
+        if other[0] == first[0] and other != first:
+            what = (f"options {other[1]} against {first[1]}" if other[1] != first[1] else
+                    "the same options, but settings learnt from different data, e.g. normalisation")
+            raise UserError(f"{run} was fitted on different preprocessing of dataset {first[0]!r} than "
+                            f"{runs[0]} ({what}), so their likelihoods are not comparable")
+
+
 def cmd_compare(args) -> int:
     import torch
 
@@ -271,6 +306,8 @@ def cmd_compare(args) -> int:
         raise UserError("compare needs at least two run directories")
     device, job = start(args.device, command="compare", distributed=True)
     loaded = [load_run(r, device=device) for r in args.runs]
+    if not args.data:
+        _refuse_mixed_preprocessing(args.runs, [info for _, info in loaded])
     dataset_cache: dict[tuple, Any] = {}
     names = set()
     named = []

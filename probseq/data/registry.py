@@ -49,6 +49,13 @@ class Dataset:
     fresh: Callable[[int, int], list[Any]] | None = None
 
     def split(self, name: str) -> list[Any]:
+        """The examples of split ``name``; ``"all"`` (when the dataset has no split of that name)
+        is every split's examples, train, valid, test order (e.g. to score another folder whole)."""
+        if name == "all" and name not in self.splits:
+            examples = [x for part in self.splits.values() for x in part]
+            if not examples:
+                raise UserError(f"dataset {self.name!r} holds no examples")
+            return examples
         if name not in self.splits:
             raise UserError(
                 f"dataset {self.name!r} has no split {name!r}; it has {', '.join(self.splits)}"
@@ -127,8 +134,13 @@ def load_dataset(name: str, *, data_file: str | Path | None = None,
     """Load dataset ``name`` from the user's own file or directory, else from the data home."""
     info = dataset_info(name)
     for path in (data_file, data_dir):
-        if path is not None and not Path(path).exists():
-            raise UserError(f"no such file or directory: {path}")
+        if path is None or Path(path).exists():
+            continue
+        # --data-file a.mid,b.mid: several files separated by commas (datasets that take a list)
+        parts = [p.strip() for p in str(path).split(",")] if path is data_file else []
+        missing = [p for p in parts if p and not Path(p).exists()] if len(parts) > 1 else [str(path)]
+        if missing:
+            raise UserError(f"no such file or directory: {missing[0]}")
     if data_file is None and data_dir is None:
         found = find_in_home(info.home)
         if found is not None and found.is_dir():

@@ -246,8 +246,12 @@ def cached_conversion(path: Path, kind: str, options: Mapping[str, Any],
 
 # ------------------------------------------------------------------------------------ reading
 def warn_skipped(path: Path | str, reason: str) -> None:
-    """One warning line on stderr: ``probseq: warning: skipped PATH: REASON``."""
-    print(f"probseq: warning: skipped {path}: {reason}", file=sys.stderr)
+    """One warning line on stderr: ``probseq: warning: skipped PATH: REASON`` (``skipped: REASON``
+    when the reason already starts with the path)."""
+    if reason.startswith(str(path)):
+        print(f"probseq: warning: skipped: {reason}", file=sys.stderr)
+    else:
+        print(f"probseq: warning: skipped {path}: {reason}", file=sys.stderr)
 
 
 def read_all(files: Sequence[Path], read: Callable[[Path], Any], *, what: str = "data",

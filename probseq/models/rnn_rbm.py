@@ -47,6 +47,7 @@ from probseq.models._rbm_common import (VALIDATION_HYPERPARAMETERS, check_valida
                                         likelihood_validation_loss, prediction_loss, resolve_estimator,
                                         scores_likelihood, sequence_log_prob)
 from probseq.models.base import LogProb
+from probseq.models.capabilities import instance_capability
 from probseq.models.recurrent import RecurrentFrameModel
 from probseq.models.registry import register_model
 
@@ -70,7 +71,6 @@ class RNNRBM(RecurrentFrameModel):
     """
 
     name = "rnn-rbm"
-    likelihood_kind = "estimate"
     estimators = ("ais", "raise", "exact")
     data_kinds = ("binary", "real")
     hyperparameters: ClassVar[dict[str, Any]] = {
@@ -89,7 +89,12 @@ class RNNRBM(RecurrentFrameModel):
         super().__init__(spec, **hyper)
         check_validation_criterion(self.config)
         self.exact_by_default = self.frame.exact_by_default
-        self.likelihood_kind = "exact" if self.exact_by_default else "estimate"
+
+    @instance_capability("estimate")
+    def likelihood_kind(self) -> str:
+        """``exact`` for an RNN-RBM whose RBM is small enough to enumerate, else ``estimate`` (AIS,
+        the family's answer)."""
+        return "exact" if self.exact_by_default else "estimate"
 
     def make_frame(self, spec: DataSpec) -> FrameDistribution:
         cfg = self.config

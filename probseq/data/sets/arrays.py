@@ -144,6 +144,13 @@ def read_array_file(path: Path) -> tuple[list[tuple[str | None, np.ndarray]], li
         array, header = _csv_sequence(path)
         return [(None, array)], header
     try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as exc:
+        raise _Unreadable(f"{path} cannot be read ({exc.strerror or exc})") from None
+    if magic != b"\x93NUMPY" and not magic.startswith(b"PK\x03\x04"):
+        raise _Unreadable(f"{path} is not a NumPy .npy or .npz file")
+    try:
         loaded = np.load(path, allow_pickle=False)
     except ValueError as exc:
         if "allow_pickle" in str(exc):

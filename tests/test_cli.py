@@ -14,11 +14,20 @@ import pytest
 from probseq.cli import main
 
 
-def run(*argv):
-    """Run ``probseq`` in a subprocess (the way users do); returns (code, stdout, stderr)."""
-    proc = subprocess.run([sys.executable, "-m", "probseq.cli", *map(str, argv)],
-                          capture_output=True, text=True, timeout=600)
-    return proc.returncode, proc.stdout, proc.stderr
+def run(capsys, *argv):
+    """Run the ``probseq`` command in this process; returns (exit code, stdout, stderr).
+
+    ``main`` returns the exit code, argparse's errors raise ``SystemExit``; any other exception
+    escapes and fails the test (the traceback a user would see). One test below starts the real
+    entry point in a subprocess; the others save that process start.
+    """
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -79,12 +88,12 @@ def test_fit_resume_continues_a_run(tmp_path, capsys):
     out = tmp_path / "r"
     assert main(["fit", "independent", "--data", "jsb", "--steps", "10", "--out", str(out), "--quiet"]) == 0
     assert main(["fit", "independent", "--data", "jsb", "--out", str(out), "--resume", "--quiet"]) == 0
-    code, _, err = run("fit", "independent", "--data", "jsb", "--steps", "5", "--out", out, "--quiet")
+    code, _, err = run(capsys, "fit", "independent", "--data", "jsb", "--steps", "5", "--out", out, "--quiet")
     assert code != 0 and "already holds a run" in err
 
 
-def test_datasets_lists_the_registry():
-    code, out, _ = run("datasets")
+def test_datasets_lists_the_registry(capsys):
+    code, out, _ = run(capsys, "datasets")
     assert code == 0
     for name in ("jsb", "piano-midi", "nottingham", "musedata", "bouncing-balls"):
         assert name in out
@@ -101,25 +110,34 @@ def test_datasets_lists_the_registry():
     (["evaluate", "{tmp}/missing"], "not a probseq run directory"),
     (["fit", "gru", "--data", "nottingham", "--data-file", "{tmp}/corrupt.mat", "--out", "{tmp}/x"], ""),
 ])
-def test_user_errors_are_one_sentence_without_traceback(tmp_path, argv, message):
+def test_user_errors_are_one_sentence_without_traceback(tmp_path, capsys, argv, message):
     (tmp_path / "corrupt.mat").write_bytes(b"this is not a MATLAB file")
-    code, _, err = run(*[a.replace("{tmp}", str(tmp_path)) for a in argv])
+    code, _, err = run(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in argv])
     assert code != 0
     assert "Traceback" not in err
     assert err.startswith("probseq: error: ") and message in err
     assert len(err.strip().splitlines()) == 1
 
 
-def test_corrupt_weights_are_reported(gru_run, tmp_path):
+def test_corrupt_weights_are_reported(gru_run, tmp_path, capsys):
     import shutil
 
     broken = tmp_path / "broken"
     shutil.copytree(gru_run, broken)
     (broken / "model.pt").write_bytes(b"garbage")
-    code, _, err = run("evaluate", broken)
+    code, _, err = run(capsys, "evaluate", broken)
     assert code != 0 and "Traceback" not in err and "not a readable probseq checkpoint" in err
 
 
-def test_evaluating_on_data_of_another_shape_is_refused(gru_run, tmp_path):
-    code, _, err = run("evaluate", gru_run, "--data", "bouncing-balls")
+def test_evaluating_on_data_of_another_shape_is_refused(gru_run, tmp_path, capsys):
+    code, _, err = run(capsys, "evaluate", gru_run, "--data", "bouncing-balls")
     assert code != 0 and "dimension" in err and "Traceback" not in err
+
+
+def test_the_installed_entry_point_exits_2_with_one_sentence(tmp_path):
+    """The real process: ``python -m probseq`` (what the ``probseq`` script runs), exit status and stderr."""
+    proc = subprocess.run([sys.executable, "-m", "probseq", "fit", "no-such-model", "--data", "jsb",
+                           "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("probseq: error: ") and "unknown model" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

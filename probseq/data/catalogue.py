@@ -16,8 +16,9 @@ class DatasetStatus:
 
     Attributes:
         info: the registry entry.
-        status: ``"present"``, ``"missing"``, ``"embedded"`` (ships inside probseq) or
-            ``"generated"`` (made on demand; nothing to find).
+        status: ``"present"``, ``"missing"``, ``"embedded"`` (ships inside probseq),
+            ``"generated"`` (made on demand; nothing to find) or ``"yours"`` (no place in the data
+            home: the user's own files, ``midi``, ``arrays``, ...).
         path: where it was found, or where it was looked for (the first place in the data home),
             or ``None`` for generated and embedded sets without a place in the data home.
         downloadable: ``probseq download NAME`` can fetch it.
@@ -40,6 +41,8 @@ def _status(info: DatasetInfo) -> DatasetStatus:
         return DatasetStatus(info, "generated", None, downloadable)
     if info.needs in ("embedded", "file-or-embedded"):
         return DatasetStatus(info, "embedded", None, downloadable)
+    if not info.home:
+        return DatasetStatus(info, "yours", None, downloadable)
     first = data_home() / info.home[0] if info.home else None
     looked = None if first is None else str(first.parent if "*" in first.name else first)
     return DatasetStatus(info, "missing", looked, downloadable)
@@ -63,6 +66,8 @@ def print_catalogue() -> int:
         print(f"{pad}  source: {r.info.source}")
         if r.status == "present":
             line = f"present  {r.path}"
+        elif r.status == "yours":
+            line = "your own files (nothing to fetch; see `source`)"
         elif r.status == "generated":
             line = "generated on demand (nothing to fetch)"
         elif r.status == "embedded":

@@ -4,6 +4,12 @@ Every model in probseq consumes a :class:`Batch`: batch-first padded ``values`` 
 ``(B, T, *event_shape)`` and ``lengths`` of shape ``(B,)``. The mask is derived from the lengths in
 exactly one place, :attr:`Batch.mask`; nothing else builds masks. Values beyond ``lengths[i]`` are
 padding and must never change a result (the generic model tests fill them with garbage).
+
+**Missing values are not padding.** A batch may also carry ``observed``, a boolean tensor of the
+values' shape: ``False`` marks a value that was never observed (a NaN in the input file, a dropped
+marker, a region of a score marked missing). Missing entries hold 0 in ``values`` (never NaN, so
+arithmetic stays finite), always together with a ``False`` in ``observed``; ``observed=None`` means
+everything was observed. Models score the observed part and say how (:mod:`probseq.missing`).
 """
 
 from __future__ import annotations
@@ -27,10 +33,14 @@ class Batch:
         values: ``(B, T, *event_shape)`` floats (binary or real frames) or ``(B, T)`` integers
             (categorical frames). Entries at ``t >= lengths[b]`` are padding.
         lengths: ``(B,)`` int64, each in ``[1, T]``.
+        observed: ``None`` (everything observed) or a bool tensor of the shape of ``values``,
+            ``False`` where a value is missing (``values`` holds 0 there). Entries in the padding
+            are ignored. At least one value of the real frames must be observed.
     """
 
     values: Tensor
     lengths: Tensor
+    observed: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.values.dim() < 2:
@@ -50,6 +60,28 @@ class Batch:
                 f"every length must lie in [1, {self.values.shape[1]}], got "
                 f"{int(self.lengths.min())}..{int(self.lengths.max())}"
             )
+        if self.observed is not None:
+            self._check_observed()
+
+    def _check_observed(self) -> None:
+        observed = self.observed
+        if tuple(observed.shape) != tuple(self.values.shape):
+            raise UserError(
+                f"the observed mask must have the shape of the values {tuple(self.values.shape)}, "
+                f"got {tuple(observed.shape)}"
+            )
+        if observed.dtype != torch.bool:
+            if observed.is_floating_point() and not bool(((observed == 0) | (observed == 1)).all()):
+                raise UserError("the observed mask must hold only True/False (or 1/0)")
+            observed = observed.bool()
+            object.__setattr__(self, "observed", observed)
+        if not bool(observed.all()):   # whatever a caller left at a missing entry (NaN too) becomes 0
+            object.__setattr__(self, "values",
+                               torch.where(observed, self.values, self.values.new_zeros(())))
+        mask = self.mask.reshape(self.mask.shape + (1,) * (self.values.dim() - 2)).to(observed.device)
+        if self.values.numel() and not bool((observed & mask).any()):
+            raise UserError("every value of the batch is missing; there is nothing observed to score, "
+                            "fit or condition on")
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -70,9 +102,20 @@ class Batch:
         dtype = dtype or seqs[0].dtype
         lengths = torch.tensor([s.shape[0] for s in seqs], dtype=torch.long)
         values = torch.full((len(seqs), int(lengths.max()), *event), pad_value, dtype=dtype)
-        for i, s in enumerate(seqs):
-            values[i, : s.shape[0]] = s.to(dtype)
-        return cls(values, lengths)
+        holes = [torch.isnan(s) if s.is_floating_point() else None for s in seqs]
+        observed = None
+        if any(h is not None and bool(h.any()) for h in holes):
+            # NaN means missing: 0 in ``values`` together with False in ``observed``
+            observed = torch.ones(values.shape, dtype=torch.bool)
+            for i, (s, h) in enumerate(zip(seqs, holes)):
+                if h is not None:
+                    observed[i, : s.shape[0]] = ~h
+                    s = torch.where(h, torch.zeros_like(s), s)
+                values[i, : s.shape[0]] = s.to(dtype)
+        else:
+            for i, s in enumerate(seqs):
+                values[i, : s.shape[0]] = s.to(dtype)
+        return cls(values, lengths, observed)
 
     # ---------------------------------------------------------------- derived views
     @property
@@ -80,6 +123,27 @@ class Batch:
         """``(B, T)`` bool, True on real frames. The only place a mask is made."""
         steps = torch.arange(self.values.shape[1], device=self.lengths.device)
         return steps.unsqueeze(0) < self.lengths.unsqueeze(1)
+
+    @property
+    def has_missing(self) -> bool:
+        """Whether any value of a real frame is missing (``observed`` False inside ``lengths``)."""
+        if self.observed is None:
+            return False
+        mask = self.mask.reshape(self.mask.shape + (1,) * (self.values.dim() - 2))
+        return bool((~self.observed & mask).any())
+
+    @property
+    def observed_or_all(self) -> Tensor:
+        """``observed``, or an all-True mask of the values' shape when nothing is missing."""
+        if self.observed is not None:
+            return self.observed
+        return torch.ones(self.values.shape, dtype=torch.bool, device=self.values.device)
+
+    @property
+    def n_observed(self) -> int:
+        """The number of observed values in the real frames (not frames: values)."""
+        mask = self.mask.reshape(self.mask.shape + (1,) * (self.values.dim() - 2))
+        return int((self.observed_or_all & mask).sum())
 
     @property
     def batch_size(self) -> int:
@@ -113,15 +177,24 @@ class Batch:
         """A sub-batch, trimmed to its own longest sequence."""
         lengths = self.lengths[index]
         values = self.values[index]
+        observed = None if self.observed is None else self.observed[index]
         if lengths.dim() == 0:
             lengths, values = lengths.unsqueeze(0), values.unsqueeze(0)
-        return Batch(values[:, : int(lengths.max())], lengths)
+            observed = None if observed is None else observed.unsqueeze(0)
+        steps = int(lengths.max())
+        return Batch(values[:, :steps], lengths, None if observed is None else observed[:, :steps])
 
     def to(self, device: torch.device | str) -> "Batch":
-        return Batch(self.values.to(device), self.lengths.to(device))
+        return Batch(self.values.to(device), self.lengths.to(device),
+                     None if self.observed is None else self.observed.to(device))
 
     def with_values(self, values: Tensor) -> "Batch":
-        return Batch(values, self.lengths)
+        return Batch(values, self.lengths, self.observed)
+
+    def fully_observed(self) -> "Batch":
+        """The same values and lengths with ``observed=None`` (what a model scores when it treats the
+        filled-in values as data, e.g. after infilling)."""
+        return Batch(self.values, self.lengths)
 
 
 def iterate_minibatches(sequences: Sequence[Tensor], batch_size: int, *, shuffle: bool = True,

@@ -182,7 +182,9 @@ def score_batches(model, examples: list[Any], *, estimator: str | None = None, s
     with torch.no_grad():
         for indices in (wrap(plan) if wrap is not None else plan):
             batch = model.collate([examples[i] for i in indices])
-            if windows:
+            # missing values: the particle filter runs over whole sequences (its particles are
+            # not carried between windows), so a batch with holes is scored in one call
+            if windows and not getattr(batch, "has_missing", False):
                 sorted_batch, order = sort_by_length(batch)
                 values, stderr, result = _windowed_log_prob(model, sorted_batch, frame_budget, **kwargs)
                 indices = [indices[i] for i in order.tolist()]

@@ -66,3 +66,35 @@ class FrameDistribution(nn.Module):
 
     def validate(self, x: Tensor) -> None:
         """Raise :class:`~probseq.errors.UserError` if ``x`` is not valid data for this frame."""
+
+    # ---------------------------------------------------------------- missing values
+    #: how :meth:`observed_log_prob` relates to the marginal ``log p(x_obs | params)``:
+    #: ``"exact"`` (factorial frames: the missing terms are dropped), ``"prefix"`` (exact when the
+    #: observed dimensions come first in the frame's ordering, NADE), ``"none"`` (not available)
+    observed_marginal: ClassVar[str] = "none"
+
+    def observed_log_prob(self, params: Tensor, x: Tensor, observed: Tensor) -> Tensor:
+        """``log p(x_obs | params)`` (see :attr:`observed_marginal`), shape ``params.shape[:-1]``;
+        ``observed`` is a bool tensor of ``x``'s shape."""
+        from probseq.errors import UserError
+
+        raise UserError(f"the {type(self).__name__} frame cannot score partly observed frames")
+
+    def observed_loss(self, params: Tensor, x: Tensor, observed: Tensor, *,
+                      generator: torch.Generator | None = None) -> Tensor:
+        """Training loss of a partly observed frame: ``-observed_log_prob`` by default (frames
+        trained order-agnostically draw an ordering of the observed dimensions, NADE)."""
+        return -self.observed_log_prob(params, x, observed)
+
+    def fill_missing(self, params: Tensor, x: Tensor, observed: Tensor, *, temperature: float = 1.0,
+                     generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Draw the missing values of ``x`` from a proposal ``q(x_mis | x_obs, params)``.
+
+        Returns ``(filled, log_weight)``: ``filled`` equals ``x`` where ``observed``, and
+        ``log_weight = log p(filled | params) - log q(filled_mis)``, whose expectation under ``q``
+        of ``exp`` is the marginal ``p(x_obs | params)`` (an importance weight). Frames whose ``q`` is
+        the exact conditional return ``log p(x_obs | params)`` itself.
+        """
+        from probseq.errors import UserError
+
+        raise UserError(f"the {type(self).__name__} frame cannot fill in missing values")

@@ -51,6 +51,17 @@ class BernoulliFrame(FrameDistribution):
         probs = torch.sigmoid(params / temperature)
         return torch.bernoulli(probs, generator=generator)
 
+    observed_marginal = "exact"
+
+    @full_precision
+    def observed_log_prob(self, params, x, observed):
+        lp = x * params - F.softplus(params)
+        return torch.where(observed, lp, torch.zeros_like(lp)).sum(-1)
+
+    def fill_missing(self, params, x, observed, *, temperature=1.0, generator=None):
+        draw = self.sample(params.detach(), temperature=temperature, generator=generator).to(x.dtype)
+        return torch.where(observed, x, draw), self.observed_log_prob(params, x, observed)
+
     def mean(self, params):
         return torch.sigmoid(params)
 
@@ -92,6 +103,19 @@ class GaussianFrame(FrameDistribution):
         noise = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
         return mu + math.sqrt(temperature) * torch.exp(log_std) * noise
 
+    observed_marginal = "exact"
+
+    @full_precision
+    def observed_log_prob(self, params, x, observed):
+        mu, log_std = self._split(params)
+        z = (x - mu) * torch.exp(-log_std)
+        lp = -(0.5 * z * z + log_std + 0.5 * _LOG_2PI)
+        return torch.where(observed, lp, torch.zeros_like(lp)).sum(-1)
+
+    def fill_missing(self, params, x, observed, *, temperature=1.0, generator=None):
+        draw = self.sample(params.detach(), temperature=temperature, generator=generator).to(x.dtype)
+        return torch.where(observed, x, draw), self.observed_log_prob(params, x, observed)
+
     def mean(self, params):
         return self._split(params)[0]
 
@@ -120,6 +144,16 @@ class CategoricalFrame(FrameDistribution):
         probs = torch.softmax(params / temperature, -1)
         flat = probs.reshape(-1, probs.shape[-1])
         return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+
+    observed_marginal = "exact"
+
+    def observed_log_prob(self, params, x, observed):
+        lp = self.log_prob(params, torch.where(observed, x, torch.zeros_like(x)))
+        return torch.where(observed, lp, torch.zeros_like(lp))
+
+    def fill_missing(self, params, x, observed, *, temperature=1.0, generator=None):
+        draw = self.sample(params.detach(), temperature=temperature, generator=generator).to(x.dtype)
+        return torch.where(observed, x, draw), self.observed_log_prob(params, x, observed)
 
     def mean(self, params):
         return torch.softmax(params, -1)

@@ -401,6 +401,95 @@ class NADE(nn.Module):
         o = self.random_orderings(math.prod(batch), generator=generator).reshape(*batch, self.n_visible)
         return -self.log_prob(x, visible_bias=visible_bias, hidden_bias=hidden_bias, ordering=o)
 
+    # ------------------------------------------------------------------ missing values
+    def observed_first(self, observed: Tensor, ordering: Tensor | None = None) -> Tensor:
+        """Orderings ``(..., D)`` that put each example's observed dimensions first, both groups kept
+        in the order of ``ordering`` (default the module's): the ordering under which
+        :math:`\\log p(x_{obs} \\mid o')` is a prefix of the chain rule, so exact (Uria et al. 2014)."""
+        o = self.ordering if ordering is None else self.check_ordering(torch.as_tensor(ordering))
+        o = o.to(observed.device).expand(*observed.shape[:-1], self.n_visible)
+        D = self.n_visible
+        missing_at = (~observed.gather(-1, o)).long()            # by position in o
+        key = missing_at * D + torch.arange(D, device=o.device)
+        return o.gather(-1, key.argsort(-1))
+
+    def observed_is_prefix(self, observed: Tensor, ordering: Tensor | None = None) -> Tensor:
+        """Whether the observed dimensions of each example are the first ones of ``ordering``
+        (then :meth:`observed_log_prob` is the model's own exact marginal), shape the batch shape."""
+        o = self.ordering if ordering is None else self.check_ordering(torch.as_tensor(ordering))
+        seen = observed.gather(-1, o.to(observed.device).expand(*observed.shape[:-1], self.n_visible))
+        return (seen[..., 1:] <= seen[..., :-1]).all(-1)
+
+    @full_precision
+    def observed_log_prob(self, x: Tensor, observed: Tensor, *, visible_bias: Tensor | None = None,
+                          hidden_bias: Tensor | None = None, ordering: Tensor | None = None) -> Tensor:
+        """:math:`\\log p(x_{obs} \\mid o')` with :math:`o'` = :meth:`observed_first` of ``ordering``:
+        the product of the conditionals of the observed dimensions, which come first in :math:`o'`.
+
+        Exact marginal of the NADE with ordering :math:`o'`; of the NADE with ordering ``o`` itself
+        only where :meth:`observed_is_prefix` (an order-agnostically trained NADE makes the
+        orderings agree approximately, never exactly). Computed as the full :math:`\\log p(x_0 \\mid o')`
+        of ``x`` with zeros at the missing dimensions minus their terms: after the observed
+        dimensions the hidden pre-activation stays :math:`a_0 = c + W x_0` (zeros add nothing), so
+        each missing term is :math:`\\log\\sigma(-(b_d + V_d \\sigma(a_0)))`. O(N D H).
+        """
+        observed = observed.bool()
+        xo = torch.where(observed, x.to(self.weight.dtype), torch.zeros((), dtype=self.weight.dtype,
+                                                                        device=x.device))
+        o = self.observed_first(observed, ordering)
+        full = self.log_prob(xo, visible_bias=visible_bias, hidden_bias=hidden_bias, ordering=o)
+        b, c = self._biases(visible_bias, hidden_bias)
+        a0 = c + xo @ self.weight.t()
+        logits = b + torch.sigmoid(a0) @ self.output_weight.t()          # l_d at a_0, (..., D)
+        missing_terms = torch.where(observed, torch.zeros_like(logits), F.logsigmoid(-logits)).sum(-1)
+        return full - missing_terms
+
+    @torch.no_grad()
+    def sample_missing(self, x: Tensor, observed: Tensor, *, visible_bias: Tensor | None = None,
+                       hidden_bias: Tensor | None = None, ordering: Tensor | None = None,
+                       temperature: float = 1.0, generator: torch.Generator | None = None
+                       ) -> tuple[Tensor, Tensor]:
+        """Draw the missing dimensions from their conditionals under :meth:`observed_first` of
+        ``ordering``: ``(filled, log_q)``, ``filled`` equal to ``x`` where observed and ``log_q`` the
+        log-probability of the drawn values under this (tempered) proposal, batch shape.
+
+        The exact conditional :math:`p(x_{mis} \\mid x_{obs})` of the NADE with ordering
+        :math:`o'`. Cost: one ``(N, D) x (D, H)`` product for :math:`a_0 = c + W x_{obs}`, then one
+        O(N H) step per missing dimension (the longest example's count).
+        """
+        if temperature <= 0:
+            raise UserError(f"temperature must be positive, got {temperature}")
+        observed = observed.bool()
+        b, c = self._biases(visible_bias, hidden_bias)
+        batch = torch.broadcast_shapes(x.shape[:-1], observed.shape[:-1], b.shape[:-1], c.shape[:-1])
+        D, H = self.n_visible, self.n_hidden
+        N = math.prod(batch)
+        dtype = self.weight.dtype
+        obs = observed.expand(*batch, D).reshape(N, D)
+        xo = torch.where(obs, x.to(dtype).expand(*batch, D).reshape(N, D), torch.zeros((), dtype=dtype,
+                                                                                       device=x.device))
+        b = b.to(dtype).expand(*batch, D).reshape(N, D)
+        c = c.to(dtype).expand(*batch, H).reshape(N, H)
+        o = self.ordering if ordering is None else self.check_ordering(torch.as_tensor(ordering))
+        o = o.to(x.device).expand(*batch, D).reshape(N, D)
+        missing_at = (~obs.gather(1, o)).long()                            # by position in o
+        key = (1 - missing_at) * D + torch.arange(D, device=x.device)     # missing first, in order
+        missing_dims = o.gather(1, key.argsort(1))
+        counts = missing_at.sum(1)
+        a = c + xo @ self.weight.t()
+        filled, log_q = xo.clone(), torch.zeros(N, dtype=dtype, device=x.device)
+        rows = torch.arange(N, device=x.device)
+        for j in range(int(counts.max()) if N else 0):
+            d = missing_dims[:, j]
+            active = j < counts
+            logit = (b.gather(1, d[:, None])[:, 0] + (torch.sigmoid(a) * self.output_weight[d]).sum(-1)) / temperature
+            v = torch.bernoulli(torch.sigmoid(logit), generator=generator)
+            v = torch.where(active, v, torch.zeros_like(v))
+            log_q = log_q + torch.where(active, v * logit - F.softplus(logit), torch.zeros_like(logit))
+            filled[rows, d] = torch.where(active, v, filled[rows, d])
+            a = a + v.unsqueeze(-1) * self.weight.t()[d]
+        return filled.reshape(*batch, D), log_q.reshape(batch)
+
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     def sample(self, sample_shape: tuple[int, ...] | int = (), *, visible_bias: Tensor | None = None,
@@ -497,6 +586,46 @@ class NADEFrame(FrameDistribution):
             ordering = self.orderings[pick]
         return self.nade.sample(visible_bias=b.detach(), hidden_bias=c.detach(), ordering=ordering,
                                 temperature=temperature, generator=generator)
+
+    #: exact marginal of the observed dimensions when they come first in the ordering(s)
+    observed_marginal = "prefix"
+
+    def observed_is_prefix(self, observed: Tensor) -> Tensor:
+        """Whether the observed dimensions come first in every ordering of the frame (batch shape):
+        there :meth:`observed_log_prob` is the frame's own exact marginal."""
+        return torch.stack([self.nade.observed_is_prefix(observed, o) for o in self.orderings], 0).all(0)
+
+    @full_precision
+    def observed_log_prob(self, params: Tensor, x: Tensor, observed: Tensor) -> Tensor:
+        """:math:`\\log \\frac1K \\sum_k p(x_{obs} \\mid o'_k)`, each ordering :math:`o_k` with the
+        observed dimensions moved first (:meth:`NADE.observed_log_prob`): the exact marginal where
+        :meth:`observed_is_prefix`, otherwise the marginal of the NADE(s) with the reordered orderings."""
+        b, c = self._split(params)
+        per = torch.stack([self.nade.observed_log_prob(x, observed, visible_bias=b, hidden_bias=c,
+                                                       ordering=o) for o in self.orderings], 0)
+        return torch.logsumexp(per, 0) - math.log(per.shape[0])
+
+    @full_precision
+    def observed_loss(self, params, x, observed, *, generator=None):
+        """``-observed_log_prob``; under ``order_agnostic`` the observed dimensions of each frame are
+        taken in a fresh uniformly random order (the random-order objective of the observed part)."""
+        if not self.order_agnostic:
+            return -self.observed_log_prob(params, x, observed)
+        b, c = self._split(params)
+        batch = torch.broadcast_shapes(x.shape[:-1], b.shape[:-1], observed.shape[:-1])
+        o = self.nade.random_orderings(math.prod(batch), generator=generator).reshape(*batch, self.input_dim)
+        return -self.nade.observed_log_prob(x, observed, visible_bias=b, hidden_bias=c, ordering=o)
+
+    def fill_missing(self, params, x, observed, *, temperature=1.0, generator=None):
+        """Proposal: the exact conditional of the NADE with the first ordering's observed dimensions
+        moved first (:meth:`NADE.sample_missing`); weight ``log p(filled) - log q``. Where the
+        observed dimensions are a prefix of a single ordering the weight is the exact marginal."""
+        b, c = self._split(params.detach())
+        filled, log_q = self.nade.sample_missing(x, observed, visible_bias=b, hidden_bias=c,
+                                                 ordering=self.orderings[0], temperature=temperature,
+                                                 generator=generator)
+        filled = filled.to(x.dtype)
+        return filled, self.log_prob(params, filled) - log_q.to(params.dtype)
 
     def curvature_logits(self, params: Tensor, x: Tensor) -> Tensor | None:
         """The Bernoulli logits of every conditional :math:`p(x_d \\mid x_{<d})`, ``params.shape[:-1] + (D,)``.

@@ -60,6 +60,9 @@ class SequenceModel(nn.Module):
     #: ``{"spec": DataSpec(...), "hyper": {...}}``; small enough that the default estimator is
     #: deterministic where the model allows it (e.g. exact log-partition for a tiny RBM)
     contract_example: ClassVar[dict[str, Any] | None] = None
+    #: whether the model scores, trains on and fills in data with missing values (``Batch.observed``;
+    #: NaN in the examples): see :mod:`probseq.missing` for what each model computes and how exactly
+    supports_missing: ClassVar[bool] = False
 
     def __init__(self, spec: DataSpec, **hyper: Any) -> None:
         super().__init__()
@@ -217,6 +220,17 @@ class SequenceModel(nn.Module):
         """Logit of stopping after the frames seen so far, ``(n,)``; ``None`` if length is not modelled."""
         return None
 
+    # Hooks of the particle methods for missing values (:mod:`probseq.missing`), for models whose
+    # next frame is ``frame``'s distribution at parameters read from the state.
+    def frame_params_of(self, state: Any) -> Tensor:
+        """The parameters ``theta`` ``(n, param_dim)`` of the next frame's distribution ``self.frame``."""
+        raise UserError(f"model {self.name!r} cannot handle missing values")
+
+    def select_states(self, state: Any, index: Tensor) -> Any:
+        """The state of the sequences ``index`` ``(m,)`` (repeats allowed): particles are copied and
+        resampled with it."""
+        raise UserError(f"model {self.name!r} cannot handle missing values")
+
     # ------------------------------------------------------------------ validation
     def validate_examples(self, examples: list[Any], where: str = "the data") -> None:
         """Check a whole split once, at the boundary: shapes, NaN/inf, the frames' support.
@@ -227,6 +241,13 @@ class SequenceModel(nn.Module):
         frame = getattr(self, "frame", None)
         for i, example in enumerate(examples):
             x = torch.as_tensor(example)
+            if x.is_floating_point() and bool(torch.isnan(x).any()):
+                if not self.supports_missing:
+                    raise UserError(
+                        f"sequence {i} of {where} has missing values (NaN), and model {self.name!r} "
+                        "cannot handle them; models that can: see docs/missing-data.md"
+                    )
+                x = torch.where(torch.isnan(x), torch.zeros_like(x), x)   # 0 is valid in every frame
             expected = (1,) if self.spec.kind == "categorical" else (2, self.spec.dim)
             if x.dim() != expected[0] or (len(expected) == 2 and x.shape[-1] != expected[1]):
                 want = "(time,)" if self.spec.kind == "categorical" else f"(time, {self.spec.dim})"
@@ -239,6 +260,9 @@ class SequenceModel(nn.Module):
 
     def validate_batch(self, batch: Batch) -> None:
         """Raise :class:`UserError` if ``batch`` is not data this model was built for."""
+        if getattr(batch, "observed", None) is not None and not self.supports_missing and batch.has_missing:
+            raise UserError(f"model {self.name!r} cannot handle missing values; models that can: "
+                            "see docs/missing-data.md")
         if self.spec.kind == "categorical":
             if batch.values.dim() != 2:
                 raise UserError(

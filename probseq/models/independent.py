@@ -23,6 +23,7 @@ from probseq.data.spec import DataSpec
 from probseq.frames.base import FrameDistribution
 from probseq.frames.factorial import make_factorial_frame
 from probseq.lengths import make_length_model
+from probseq.missing.scoring import iid_observed_log_prob, iid_training_loss
 from probseq.models.base import LogProb, SequenceModel
 from probseq.models.registry import register_model
 
@@ -62,13 +63,31 @@ class IIDFrameModel(SequenceModel):
                                                  self.frame_params.expand(n, steps, -1))
         return self.length_model.log_prob(batch.lengths, stop)
 
+    #: missing values: the observed part's marginal, exact for factorial frames (and for NADE frames
+    #: whose observed dimensions come first), estimated otherwise (:mod:`probseq.missing.scoring`)
+    supports_missing: ClassVar[bool] = True
+
     def log_prob(self, batch: Batch, *, estimator=None, samples=None, generator=None) -> LogProb:
+        if batch.has_missing:
+            self.validate_batch(batch)
+            x = batch.padded_with_zeros()
+            return iid_observed_log_prob(self, batch, self._params(x), self._length_term(batch),
+                                         estimator=estimator, samples=samples, generator=generator)
         estimator = self.check_estimator(estimator)
         self.validate_batch(batch)
         x = batch.padded_with_zeros()
         lp = self.frame.log_prob(self._params(x), x)
         total = torch.where(batch.mask, lp, torch.zeros_like(lp)).sum(1)
         return LogProb(total + self._length_term(batch), "exact", estimator)
+
+    def loss(self, batch: Batch, *, generator: torch.Generator | None = None) -> Tensor:
+        """The pooled NLL per frame; with missing values, of the observed part (its terms only)."""
+        if batch.has_missing:
+            self.validate_batch(batch)
+            x = batch.padded_with_zeros()
+            return iid_training_loss(self, batch, self._params(x), self._length_term(batch),
+                                     generator=generator)
+        return super().loss(batch, generator=generator)
 
     # the time-window hooks (probseq.data.window): frames are independent, so there is no state
     supports_time_windows: ClassVar[bool] = True
@@ -108,6 +127,12 @@ class IIDFrameModel(SequenceModel):
 
     def advance(self, state, frame):
         return state
+
+    def frame_params_of(self, state):
+        return self.frame_params.expand(state, -1)
+
+    def select_states(self, state, index):
+        return int(index.shape[0])
 
     def stop_logit(self, state):
         if not self.length_model.head_dim:

@@ -107,7 +107,7 @@ class StaticNADE(IIDFrameModel):
                 self.frame_params[: self.spec.dim] = logits.to(self.frame_params.dtype)
 
     def loss(self, batch: Batch, *, generator: torch.Generator | None = None) -> Tensor:
-        if not self.frame.order_agnostic:
+        if not self.frame.order_agnostic or batch.has_missing:
             return super().loss(batch, generator=generator)
         self.validate_batch(batch)
         x = batch.padded_with_zeros()
@@ -197,7 +197,7 @@ class RNNNADE(RecurrentFrameModel):
 
     def loss(self, batch: Batch, *, generator: torch.Generator | None = None) -> Tensor:
         """Pooled NLL per frame; under ``order_agnostic`` each frame uses a fresh random ordering."""
-        if not self.frame.order_agnostic:
+        if not self.frame.order_agnostic or batch.has_missing:
             return super().loss(batch, generator=generator)
         self.validate_batch(batch)
         x, params, length_head = self.training_readouts(batch, generator)  # scheduled sampling

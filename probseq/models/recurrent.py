@@ -31,6 +31,7 @@ from probseq.frames.base import FrameDistribution
 from probseq.errors import UserError
 from probseq.frames.factorial import make_factorial_frame
 from probseq.lengths import make_length_model
+from probseq.missing.scoring import sequential_observed_log_prob, sequential_training_loss
 from probseq.models.base import LogProb, SequenceModel
 from probseq.models.registry import register_model
 from probseq.precision import AutocastSafeLSTM
@@ -287,8 +288,16 @@ class RecurrentFrameModel(SequenceModel):
         lp = self.frame.log_prob(params, x)
         return torch.where(mask, lp, torch.zeros_like(lp)).sum(1), None
 
+    #: missing values: the observed part's likelihood by a particle filter, training on the
+    #: observed part with the missing inputs drawn from the model (:mod:`probseq.missing.scoring`)
+    supports_missing: ClassVar[bool] = True
+
     def log_prob(self, batch: Batch, *, estimator: str | None = None, samples: int | None = None,
                  generator: torch.Generator | None = None) -> LogProb:
+        if batch.has_missing:
+            self.validate_batch(batch)
+            return sequential_observed_log_prob(self, batch, estimator=estimator, samples=samples,
+                                                generator=generator)
         estimator = self.check_estimator(estimator)
         self.validate_batch(batch)
         x, params, length_head = self.readouts(batch)
@@ -340,6 +349,9 @@ class RecurrentFrameModel(SequenceModel):
         With teacher forcing and ``train_context = 0`` this is the pooled NLL per frame, the
         base class's loss; scheduled sampling and ``train_context`` change only this objective.
         """
+        if batch.has_missing:
+            self.validate_batch(batch)
+            return sequential_training_loss(self, batch, generator=generator)
         if int(self.config["train_context"]) == 0 and not (self.training and self.teacher_forcing < 1.0):
             return super().loss(batch, generator=generator)
         self.validate_batch(batch)
@@ -432,6 +444,15 @@ class RecurrentFrameModel(SequenceModel):
             return None
         params, head = self._split_head(self.readout(state.output))
         return self.length_model.stop_logits(head, params)
+
+    def frame_params_of(self, state):
+        return self._split_head(self.readout(state.output))[0]
+
+    def select_states(self, state, index):
+        hidden = (tuple(h[:, index] for h in state.hidden) if isinstance(state.hidden, tuple)
+                  else state.hidden[:, index])
+        return _RecurrentState(hidden, state.output[index], state.steps,
+                               None if state.target is None else state.target[index])
 
 
 @register_model

@@ -1,7 +1,8 @@
 """Length models: the probabilities of all sequences of all lengths sum to one (enumeration oracle).
 
-For ``halting`` and ``end-symbol`` the support is unbounded, so the oracle adds the exact
-probability of not having stopped after ``L`` frames:
+For ``halting`` and ``end-symbol`` the support is unbounded, so the oracle
+(:func:`probseq.testing.enumerate.total_probability`) adds the exact probability of not having
+stopped after ``L`` frames:
 
 .. math:: \\sum_{T \\le L} \\sum_{x_{1:T}} p(x_{1:T}, T) + \\sum_{x_{1:L}} p(x_{1:L}, T > L) = 1,
 
@@ -15,34 +16,12 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
 from probseq.lengths import make_length_model
 from probseq.models.registry import build_model
-from probseq.testing.enumerate import all_sequences
-
-
-def _stop_logit_after(model, batch):
-    state = model.initial_state(batch.batch_size, target_length=None)
-    for x_t in batch.values.unbind(1):
-        state = model.advance(state, x_t)
-    return model.stop_logit(state)
-
-
-def _total_probability(model, spec, max_length, *, unbounded):
-    total = torch.zeros((), dtype=torch.float64)
-    with torch.no_grad():
-        for length in range(1, max_length + 1):
-            for batch in all_sequences(spec, length):
-                lp = model.log_prob(batch).values.double()
-                total += lp.exp().sum()
-                if unbounded and length == max_length:
-                    a = _stop_logit_after(model, batch).double()
-                    survive = lp - F.logsigmoid(a) + F.logsigmoid(-a)
-                    total += survive.exp().sum()
-    return float(total)
+from probseq.testing.enumerate import all_sequences, total_probability
 
 
 @pytest.mark.parametrize("name", ["independent", "rnn", "gru", "lstm", "mrnn"])
@@ -58,7 +37,7 @@ def test_all_sequences_of_all_lengths_sum_to_one(name, spec, length):
     with torch.no_grad():  # random, not-too-small parameters so every term matters
         for p in model.parameters():
             p.normal_(0.0, 0.7)
-    total = _total_probability(model, spec, 4, unbounded=length != "explicit")
+    total = total_probability(model, spec, 4, unbounded=length != "explicit")
     assert total == pytest.approx(1.0, abs=1e-9)
 
 

@@ -11,7 +11,7 @@ from probseq.data.registry import Dataset
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
 from probseq.models.registry import build_model
-from probseq.testing.enumerate import all_sequences, random_batch
+from probseq.testing.enumerate import all_sequences, random_batch, total_probability
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -26,18 +26,23 @@ def make_model(d=3, h=2, kind="binary", seed=0, scale=0.7, **hyper):
     return model
 
 
-@pytest.mark.parametrize("length", ["none", "halting"])
-def test_probabilities_of_all_sequences_sum_to_one(length):
-    """Length none: all sequences of 3 frames sum to 1. Halting: lengths 1..6 sum to 1 - P(T > 6)."""
-    model = make_model(d=2, h=2, length=length)
-    spec = DataSpec("binary", 2)
-    if length == "none":
-        total = torch.logsumexp(torch.cat([model.log_prob(b).values for b in all_sequences(spec, 3)]), 0)
-        torch.testing.assert_close(total, torch.zeros((), dtype=torch.float64), rtol=0, atol=1e-10)
-    else:
-        mass = [float(torch.cat([model.log_prob(b).values for b in all_sequences(spec, n)]).exp().sum())
-                for n in range(1, 7)]
-        assert all(m > 0 for m in mass) and 0.5 < sum(mass) <= 1 + 1e-9
+def test_probabilities_of_all_sequences_of_one_length_sum_to_one():
+    """Length none: all sequences of 3 frames sum to 1."""
+    model = make_model(d=2, h=2, length="none")
+    total = torch.logsumexp(torch.cat([model.log_prob(b).values
+                                       for b in all_sequences(DataSpec("binary", 2), 3)]), 0)
+    torch.testing.assert_close(total, torch.zeros((), dtype=torch.float64), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("length", ["halting", "explicit"])
+def test_probabilities_of_all_sequences_of_all_lengths_sum_to_one(length):
+    """The length oracle of tests/test_lengths.py: lengths 1..4 plus, for halting, the exact
+    ``P(T > 4)`` read from the stop logit after 4 frames, sum to one (exact frame likelihoods)."""
+    model = make_model(d=2, h=2, length=length, max_length=4).eval()
+    unbounded = length == "halting"
+    assert total_probability(model, DataSpec("binary", 2), 4, unbounded=unbounded) == pytest.approx(1.0, abs=1e-9)
+    if unbounded:  # the survival term matters: without it the lengths 1..4 miss a visible share
+        assert total_probability(model, DataSpec("binary", 2), 4, unbounded=False) < 1 - 1e-3
 
 
 def test_ais_agrees_with_exact_within_its_error():

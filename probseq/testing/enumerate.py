@@ -1,4 +1,9 @@
-"""Enumerate every sequence of a tiny sequence space, for normalisation checks."""
+"""Enumerate every sequence of a tiny sequence space, for normalisation checks.
+
+:func:`total_probability` is the length oracle: the mass of every sequence of every length up to
+``L``, plus, for unbounded length models (``halting``, ``end-symbol``), the exact probability of
+not having stopped after ``L`` frames, so the total is exactly one.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,12 @@ import itertools
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 
 from probseq.data.batch import Batch
 from probseq.data.spec import DataSpec
 
-__all__ = ["all_frames", "all_sequences", "random_batch"]
+__all__ = ["all_frames", "all_sequences", "random_batch", "total_probability"]
 
 
 def all_frames(spec: DataSpec) -> torch.Tensor:
@@ -47,3 +53,33 @@ def random_batch(spec: DataSpec, lengths: list[int], *, generator: torch.Generat
     else:
         values = torch.randint(spec.dim, (n, steps), generator=generator)
     return Batch(values, torch.tensor(lengths))
+
+
+def _stop_logit_after(model, batch: Batch) -> torch.Tensor:
+    """The stop logit ``a_L`` after reading every frame of ``batch`` (the sampling hooks)."""
+    state = model.initial_state(batch.batch_size, target_length=None)
+    for x_t in batch.values.unbind(1):
+        state = model.advance(state, x_t)
+    return model.stop_logit(state)
+
+
+@torch.no_grad()
+def total_probability(model, spec: DataSpec, max_length: int, *, unbounded: bool) -> float:
+    r"""Total mass of a model's sequences of lengths ``1..L`` (``L = max_length``), in float64.
+
+    .. math:: \sum_{T \le L} \sum_{x_{1:T}} p(x_{1:T}, T)
+              + [\text{unbounded}] \sum_{x_{1:L}} p(x_{1:L}, T > L),
+
+    with ``log p(x_{1:L}, T > L) = log p(x_{1:L}, T = L) - log sigmoid(a_L) + log sigmoid(-a_L)``,
+    ``a_L`` the stop logit after ``L`` frames. Equals one for a normalised length model (``explicit``
+    with support ``1..L``: ``unbounded=False``). Cost: ``|frames|^L`` sequences.
+    """
+    total = torch.zeros((), dtype=torch.float64)
+    for length in range(1, max_length + 1):
+        for batch in all_sequences(spec, length):
+            lp = model.log_prob(batch).values.double()
+            total += lp.exp().sum()
+            if unbounded and length == max_length:
+                a = _stop_logit_after(model, batch).double()
+                total += (lp - F.logsigmoid(a) + F.logsigmoid(-a)).exp().sum()
+    return float(total)

@@ -9,6 +9,7 @@ kind                what the number is                                       bia
 ``exact``           ``log p(x)`` itself (up to rounding)                     ``none``     ``=``
 ``bound``           a lower bound on ``log p(x)``: the ELBO, IWAE-k, the     ``lower``    ``≥``
                     log of an importance-sampling estimate ``is-K``
+                    or a particle filter's ``smc-K``
                     (``E[log p̂] ≤ log p`` by Jensen); lower in
                     expectation when the bound itself is estimated by
                     sampling
@@ -56,6 +57,7 @@ ESTIMATOR_KINDS: dict[str, tuple[str, str]] = {
     "elbo": ("bound", "lower"),
     "iwae": ("bound", "lower"),
     "is": ("bound", "lower"),
+    "smc": ("bound", "lower"),   # the log of a particle filter's unbiased estimate (probseq.missing)
     "ais": ("estimate", "upper"),
     "raise": ("estimate", "lower"),
 }

@@ -162,13 +162,16 @@ class IndependentFrames(IIDFrameModel):
         only fits the length model (and polishes nothing else: these are the optimum).
         """
         frames = torch.cat([torch.as_tensor(s) for s in dataset.split("train")]).to(torch.float64)
-        with torch.no_grad():
+        seen = (~torch.isnan(frames)).sum(0) if frames.is_floating_point() else frames.shape[0]
+        with torch.no_grad():          # missing values (NaN) are left out of every statistic
             if self.spec.kind == "binary":
-                p = (frames.sum(0) + 0.5) / (frames.shape[0] + 1.0)
+                p = (frames.nansum(0) + 0.5) / (seen + 1.0)
                 self.frame_params.copy_(torch.log(p) - torch.log1p(-p))
             elif self.spec.kind == "real":
-                std = frames.std(0, unbiased=False).clamp_min(1e-3)
-                self.frame_params.copy_(torch.cat([frames.mean(0), std.log()]))
+                mean = frames.nanmean(0).nan_to_num(0.0)
+                var = ((frames - mean) ** 2).nanmean(0).nan_to_num(1.0)
+                std = var.sqrt().clamp_min(1e-3)
+                self.frame_params.copy_(torch.cat([mean, std.log()]))
             else:
                 counts = torch.bincount(frames.long(), minlength=self.spec.dim).to(torch.float64)
                 self.frame_params.copy_(torch.log((counts + 0.5) / (counts.sum() + 0.5 * self.spec.dim)))

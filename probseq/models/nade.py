@@ -67,7 +67,7 @@ def _marginal_logits(dataset: Any, dim: int) -> Tensor | None:
     if not train:
         return None
     frames = torch.cat([torch.as_tensor(s).reshape(-1, dim).double() for s in train], 0)
-    p = frames.mean(0).clamp(1e-3, 1 - 1e-3)
+    p = frames.nanmean(0).nan_to_num(0.5).clamp(1e-3, 1 - 1e-3)   # missing values (NaN) left out
     return torch.log(p) - torch.log1p(-p)
 
 

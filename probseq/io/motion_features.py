@@ -341,7 +341,7 @@ def resample_pose(root_position: np.ndarray, rotations: np.ndarray, extra: np.nd
     w = times - lo
     lerp = lambda a: a[lo] + w.reshape((-1,) + (1,) * (a.ndim - 1)) * (a[hi] - a[lo])  # noqa: E731
     q = matrix_to_quaternion(rotations)
-    rot = quaternion_to_matrix(slerp(q[lo], q[hi], np.broadcast_to(w[:, None], q.shape[:2])))
+    rot = quaternion_to_matrix(slerp(q[lo], q[hi], np.broadcast_to(w[:, None], (len(times), q.shape[1]))))
     return lerp(root_position), rot, None if extra is None else lerp(extra)
 
 

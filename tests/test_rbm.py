@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -223,13 +224,53 @@ def test_cd_training_lowers_the_exact_negative_log_likelihood():
     data = states[torch.multinomial(probs, 2000, replacement=True, generator=g)]
     model = RBM(5, 3).double()
     before = float(-model.log_prob(data).mean())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
     for _ in range(600):
         idx = torch.randint(2000, (100,), generator=g)
-        model.cd_step(data[idx], lr=0.1, k=1, momentum=0.5, generator=g)
+        model.cd_step(data[idx], optimizer=optimizer, k=1, generator=g)
     after = float(-model.log_prob(data).mean())
     entropy = float(-(probs * probs.log()).sum())
     assert after < before - 0.2, (before, after)
     assert after < entropy + 0.15, (after, entropy)
+
+
+def test_cd_step_momentum_is_optimizer_state_that_resumes_exactly():
+    """Momentum's velocity lives in the optimiser (saved by its state_dict), not on the RBM: a
+    pre-training stopped after 3 steps and resumed from the saved RBM + optimiser states ends where an
+    uninterrupted one does, and the update is ``u <- m u + grad; theta <- theta - lr u``."""
+    data = torch.bernoulli(torch.full((40, 5), 0.3, dtype=torch.float64), generator=torch.Generator().manual_seed(1))
+
+    def run(rbm, optimizer, steps, first):
+        for step in range(first, first + steps):
+            rbm.cd_step(data[step::5], optimizer=optimizer, k=2, generator=torch.Generator().manual_seed(step))
+
+    straight = random_rbm(5, 3, seed=30)
+    run(straight, torch.optim.SGD(straight.parameters(), lr=0.2, momentum=0.9), 6, 0)
+    first = random_rbm(5, 3, seed=30)
+    optimizer = torch.optim.SGD(first.parameters(), lr=0.2, momentum=0.9)
+    run(first, optimizer, 3, 0)
+    assert set(vars(first)) == set(vars(random_rbm(5, 3, seed=30))), "training state stored on the RBM"
+    saved = (copy.deepcopy(first.state_dict()), copy.deepcopy(optimizer.state_dict()))
+    resumed = random_rbm(5, 3, seed=99)
+    resumed.load_state_dict(saved[0])
+    optimizer = torch.optim.SGD(resumed.parameters(), lr=0.2, momentum=0.9)
+    optimizer.load_state_dict(saved[1])
+    run(resumed, optimizer, 3, 3)
+    for name, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    # the rule by hand, from the hand-written gradients
+    by_hand, velocity = random_rbm(5, 3, seed=30), {}
+    for step in range(6):
+        grads = by_hand.cd_gradients(data[step::5], 2, generator=torch.Generator().manual_seed(step))
+        with torch.no_grad():
+            for name, grad in grads.items():
+                velocity[name] = 0.9 * velocity[name] + grad if name in velocity else grad.clone()
+                getattr(by_hand, name).sub_(0.2 * velocity[name])
+    for name, value in straight.state_dict().items():
+        torch.testing.assert_close(by_hand.state_dict()[name], value, rtol=1e-12, atol=1e-12, msg=name)
+    assert all(p.grad is None for p in straight.parameters())
+    with pytest.raises(ValueError, match="exactly one"):
+        straight.cd_step(data[:5], lr=0.1, optimizer=optimizer)
 
 
 # ---------------------------------------------------------------------------- sampling

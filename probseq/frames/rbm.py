@@ -47,6 +47,9 @@ and errs the other way (:func:`probseq.frames.rbm_annealing.rbm_raise_log_prob`)
 persistent chains, Tieleman 2008) detached, so its gradient is the CD-k estimate of the gradient
 of ``-log P(v)``. :meth:`RBM.cd_gradients` computes the same gradient by hand (no autograd) for
 the fast path of an unconditional RBM (:mod:`probseq.frames.rbm_cd`, with the fused CD step).
+Sampling, the surrogate and the hand-written gradient run the same chain
+(:func:`probseq.frames.rbm_gibbs.gibbs_chain`) on the same explicit numbers
+(:class:`~probseq.frames.rbm_gibbs.RBMParameters`, from :meth:`RBM.with_biases`).
 
 References:
     Hinton (2002), Training products of experts by minimizing contrastive divergence.
@@ -69,9 +72,11 @@ from probseq.errors import UserError
 from probseq.estimators.annealing import LogPartition
 from probseq.frames import rbm_cd
 from probseq.frames.rbm_exact import exact_log_partition
+from probseq.frames.rbm_gibbs import RBMParameters, bernoulli_draw, gibbs_chain
 from probseq.precision import full_precision
 
-__all__ = ["RBM", "LogPartition", "expected_visible", "check_scorable_frames", "VISIBLE_KINDS", "MEAN_METHODS"]
+__all__ = ["RBM", "RBMParameters", "LogPartition", "expected_visible", "check_scorable_frames",
+           "bernoulli_draw", "VISIBLE_KINDS", "MEAN_METHODS"]
 
 VISIBLE_KINDS = ("bernoulli", "gaussian")
 #: how a prediction ``E[v]`` is formed: a seeded Gibbs average or naive mean-field
@@ -95,12 +100,6 @@ def check_scorable_frames(frames: Tensor, gaussian: bool) -> None:
                         "(--metric mse) but not scored (for bouncing-balls, fit with --set binarize=true)")
 
 
-def bernoulli_draw(probs: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Bernoulli draws as ``uniform < p`` (same law as ``torch.bernoulli``, faster on CPU)."""
-    u = torch.rand(probs.shape, generator=generator, dtype=probs.dtype, device=probs.device)
-    return u.lt_(probs)
-
-
 class RBM(nn.Module):
     """A restricted Boltzmann machine with Bernoulli or Gaussian visibles and Bernoulli hiddens.
 
@@ -120,8 +119,6 @@ class RBM(nn.Module):
 
     #: the range ``log sigma`` is clamped to (:data:`LOG_SIGMA_RANGE`)
     log_sigma_range: ClassVar[tuple[float, float]] = LOG_SIGMA_RANGE
-    #: Bernoulli draws ``uniform < p`` (:func:`bernoulli_draw`), the RBM's one Bernoulli sampler
-    draw_bernoulli = staticmethod(bernoulli_draw)
 
     def __init__(self, n_visible: int, n_hidden: int, visible: str = "bernoulli", *,
                  sigma: float = 1.0, learn_sigma: bool = False, init_std: float = 0.01) -> None:
@@ -174,30 +171,33 @@ class RBM(nn.Module):
             raise ValueError(f"hidden_bias must end in {self.n_hidden}, got shape {tuple(hb.shape)}")
         return vb, hb
 
-    def _scaled(self, v: Tensor) -> Tensor:
-        """``v / sigma`` (Gaussian) or ``v``: what multiplies ``W`` in the energy."""
-        return v / self.sigma if self.gaussian else v
+    def with_biases(self, visible_bias: Tensor | None = None,
+                    hidden_bias: Tensor | None = None) -> RBMParameters:
+        """The RBM's numbers as an explicit bundle (:class:`~probseq.frames.rbm_gibbs.RBMParameters`),
+        with the bias overrides where given; what helpers and the Gibbs chain take."""
+        vb, hb = self.biases(visible_bias, hidden_bias)
+        return RBMParameters(self.weight, vb, hb, self.sigma)
+
+    def hidden_drive(self, v: Tensor) -> Tensor:
+        """``W^T (v / sigma)``, shape ``(..., H)``: the visibles' input to the hiddens, without a bias."""
+        return self.with_biases().hidden_drive(v)
 
     def hidden_logits(self, v: Tensor, hidden_bias: Tensor | None = None) -> Tensor:
         """``c + W^T (v / sigma)``, shape ``(..., H)``: ``p(h = 1 | v) = sigmoid(.)``."""
-        _, hb = self.biases(None, hidden_bias)
-        return hb + self._scaled(v) @ self.weight
+        return self.with_biases(None, hidden_bias).hidden_logits(v)
 
     def visible_activation(self, h: Tensor, visible_bias: Tensor | None = None) -> Tensor:
         """Bernoulli: logits ``b + W h``; Gaussian: means ``b + sigma * (W h)``; shape ``(..., D)``."""
-        vb, _ = self.biases(visible_bias, None)
-        wh = h @ self.weight.t()
-        return vb + (self.sigma * wh if self.gaussian else wh)
+        return self.with_biases(visible_bias, None).visible_activation(h)
 
     def visible_mean(self, h: Tensor, visible_bias: Tensor | None = None) -> Tensor:
         """``E[v | h]``, shape ``(..., D)``."""
-        act = self.visible_activation(h, visible_bias)
-        return act if self.gaussian else torch.sigmoid(act)
+        return self.with_biases(visible_bias, None).visible_mean(h)
 
     def sample_hidden(self, v: Tensor, hidden_bias: Tensor | None = None, *, temperature: float = 1.0,
                       generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """``h ~ p(h | v)`` (at ``temperature``); returns ``(h, p(h = 1 | v))``."""
-        probs = torch.sigmoid(self.hidden_logits(v, hidden_bias) / temperature)
+        probs = self.with_biases(None, hidden_bias).hidden_probs(v, temperature)
         return bernoulli_draw(probs, generator), probs
 
     def sample_visible(self, h: Tensor, visible_bias: Tensor | None = None, *, temperature: float = 1.0,
@@ -207,12 +207,8 @@ class RBM(nn.Module):
         Temperature ``T`` samples ``P(v, h)^{1/T}``: logits are divided by ``T``; for Gaussian
         visibles the variance is multiplied by ``T`` (the mean is unchanged).
         """
-        act = self.visible_activation(h, visible_bias)
-        if self.gaussian:
-            noise = torch.randn(act.shape, generator=generator, dtype=act.dtype, device=act.device)
-            return act + math.sqrt(temperature) * self.sigma * noise, act
-        probs = torch.sigmoid(act / temperature)
-        return bernoulli_draw(probs, generator), probs
+        return self.with_biases(visible_bias, None).sample_visible(h, temperature=temperature,
+                                                                    generator=generator)
 
     # ----------------------------------------------------------------- energies
     @full_precision
@@ -220,7 +216,7 @@ class RBM(nn.Module):
                hidden_bias: Tensor | None = None) -> Tensor:
         """``E(v, h)``, shape ``(...)`` (the broadcast of the leading shapes)."""
         vb, hb = self.biases(visible_bias, hidden_bias)
-        interaction = ((self._scaled(v) @ self.weight) * h).sum(-1)
+        interaction = (self.hidden_drive(v) * h).sum(-1)
         if self.gaussian:
             visible_term = (0.5 * ((v - vb) / self.sigma) ** 2).sum(-1)
         else:
@@ -252,13 +248,9 @@ class RBM(nn.Module):
         still sampled): the noise-free generation of Taylor et al. (2007) for Gaussian visibles,
         whose per-frame noise would otherwise show as jitter.
         """
-        vb, hb = self.biases(visible_bias, hidden_bias)
-        for _ in range(int(steps)):
-            h, _ = self.sample_hidden(v, hb, temperature=temperature, generator=generator)
-            v, mean = self.sample_visible(h, vb, temperature=temperature, generator=generator)
-            if mean_visible:
-                v = mean
-        return v
+        params = self.with_biases(visible_bias, hidden_bias).detached()
+        return gibbs_chain(params, v, steps, temperature=temperature, generator=generator,
+                           mean_visible=mean_visible).visible
 
     @torch.no_grad()
     def sample(self, shape: tuple[int, ...] | torch.Size = (), *, steps: int = 100,
@@ -318,18 +310,6 @@ class RBM(nn.Module):
         return self.visible_mean(h, vb).mean(0)
 
     # ----------------------------------------------------------------- contrastive divergence
-    def _negatives(self, v: Tensor, k: int, persistent: bool, vb: Tensor, hb: Tensor,
-                   generator: torch.Generator | None) -> Tensor:
-        start = v.detach()
-        if persistent:
-            chains = self.persistent_chains
-            if chains is not None and chains.shape == start.shape and chains.dtype == start.dtype:
-                start = chains
-        negatives = self.gibbs(start, k, vb.detach(), hb.detach(), generator=generator)
-        if persistent:
-            self.persistent_chains = negatives
-        return negatives
-
     @full_precision
     def cd_loss(self, v: Tensor, k: int = 1, *, persistent: bool = False,
                 visible_bias: Tensor | None = None, hidden_bias: Tensor | None = None,
@@ -344,7 +324,8 @@ class RBM(nn.Module):
         not a log-likelihood.
         """
         vb, hb = self.biases(visible_bias, hidden_bias)
-        negatives = self._negatives(v, k, persistent, vb, hb, generator)
+        negatives = rbm_cd.negative_phase(self, self.with_biases(vb, hb), v.detach(), k, persistent=persistent,
+                                          generator=generator).visible
         return self.free_energy(v, vb, hb) - self.free_energy(negatives, vb, hb)
 
     def cd_gradients(self, v: Tensor, k: int = 1, *, persistent: bool = False,
@@ -353,11 +334,12 @@ class RBM(nn.Module):
         (:func:`probseq.frames.rbm_cd.cd_gradients`)."""
         return rbm_cd.cd_gradients(self, v, k, persistent=persistent, generator=generator)
 
-    def cd_step(self, v: Tensor, *, lr: float, k: int = 1, persistent: bool = False,
-                momentum: float = 0.0, generator: torch.Generator | None = None) -> None:
-        """One SGD step (optionally with momentum) on the CD-k gradient
-        (:func:`probseq.frames.rbm_cd.cd_step`; fused for Bernoulli visibles without momentum)."""
-        rbm_cd.cd_step(self, v, lr=lr, k=k, persistent=persistent, momentum=momentum, generator=generator)
+    def cd_step(self, v: Tensor, *, lr: float | None = None, optimizer: torch.optim.Optimizer | None = None,
+                k: int = 1, persistent: bool = False, generator: torch.Generator | None = None) -> None:
+        """One step on the CD-k gradient: plain SGD with learning rate ``lr`` (fused for Bernoulli
+        visibles), or ``optimizer.step()`` (e.g. SGD with momentum, whose velocity is optimizer state
+        that ``optimizer.state_dict()`` saves); :func:`probseq.frames.rbm_cd.cd_step`."""
+        rbm_cd.cd_step(self, v, lr=lr, optimizer=optimizer, k=k, persistent=persistent, generator=generator)
 
     # ----------------------------------------------------------------- log-partition
     def exact_units(self) -> int:

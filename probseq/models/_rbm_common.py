@@ -172,12 +172,13 @@ def initialise_from_frames(rbm: RBM, frames: Tensor, config: dict) -> Tensor:
             rbm.visible_bias.copy_(torch.log(p) - torch.log1p(-p))
     if steps > 0:
         generator = torch.Generator(device=frames.device).manual_seed(int(torch.randint(2 ** 31, ())))
+        # the momentum's velocity is this optimiser's state: it ends with the pre-training
+        optimizer = torch.optim.SGD([p for p in rbm.parameters() if p.requires_grad],
+                                    lr=float(config["pretrain_lr"]), momentum=0.9)
         for _ in range(steps):
             idx = torch.randint(frames.shape[0], (min(100, frames.shape[0]),), generator=generator,
                                 device=frames.device)
-            rbm.cd_step(frames[idx], lr=float(config["pretrain_lr"]), k=int(config["pretrain_cd"]),
-                        momentum=0.9, generator=generator)
-        rbm.__dict__.pop("_velocity", None)
+            rbm.cd_step(frames[idx], optimizer=optimizer, k=int(config["pretrain_cd"]), generator=generator)
     return mean
 
 

@@ -94,12 +94,9 @@ def trbm_log_prob(model, batch: Batch, x: Tensor, method: str, *, samples: int |
 def _sampled_trajectory_biases(model, xs: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
     """Visible biases ``(N, T, D)`` (or ``(D,)``) and hidden biases ``(N, T, H)`` of each step's RBM
     along one hidden trajectory per row, ``h_t ~ P(h_t | v_t, v_{<t}, h_{<t})``."""
-    steps = xs.shape[1]
-    vtaps = model._taps(xs, model.initial_visible) if model.initial_visible is not None else None
-    vb, static_c = model._visible_part(vtaps)
-    static_c = static_c.expand(xs.shape[0], steps, -1)
+    vb, static_c = model.data_biases(xs)
     if model.hh_weight is None:
         return vb, static_c
-    drive = model.rbm.hidden_logits(xs, torch.zeros_like(model.rbm.hidden_bias))   # W^T (v / sigma)
+    drive = model.rbm.hidden_drive(xs)                                  # W^T (v / sigma)
     c, _ = model.hidden_trajectory(static_c, drive, sample=True, generator=generator)
     return vb, c

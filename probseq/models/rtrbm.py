@@ -88,6 +88,7 @@ from probseq.models._rbm_common import (VALIDATION_HYPERPARAMETERS, check_valida
                                         likelihood_validation_loss, prediction_loss, resolve_estimator,
                                         scores_likelihood, sequence_log_prob, thesis_cd_steps)
 from probseq.models.base import LogProb, SequenceModel
+from probseq.models.capabilities import instance_capability
 from probseq.models.registry import register_model
 
 __all__ = ["RTRBM"]
@@ -135,7 +136,6 @@ class RTRBM(SequenceModel):
     """
 
     name = "rtrbm"
-    likelihood_kind = "estimate"
     estimators = ("ais", "raise", "exact")
     data_kinds = ("binary", "real")
     hyperparameters: ClassVar[dict[str, Any]] = {
@@ -150,7 +150,6 @@ class RTRBM(SequenceModel):
     }
     #: the trainer's keep=best, now by the AIS-estimated validation NLL (validation_loss): the
     #: next-frame proxy used before picked a far worse step (8.47 vs 6.30 nats/frame on JSB)
-    training_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3}
     contract_example = {"spec": DataSpec("binary", 4),
                         "hyper": {"hidden": 3, "cd_steps": 2, "sample_steps": 5, "length": "halting"}}
 
@@ -197,11 +196,22 @@ class RTRBM(SequenceModel):
         #: k of CD-k for the next training step (changed by the thesis schedule)
         self.cd_steps = int(cfg["cd_steps"])
         self.exact_by_default = self.rbm.exact_units() <= int(cfg["exact_max_units"])
-        self.likelihood_kind = "exact" if self.exact_by_default else "estimate"
-        if cfg["preset"] == "thesis":
-            self.training_defaults = dict(_THESIS_TRAINING)
-        elif real:
-            self.training_defaults = dict(_MOTION_TRAINING)
+
+    @instance_capability("estimate")
+    def likelihood_kind(self) -> str:
+        """``exact`` for an RTRBM whose RBMs are small enough to enumerate, else ``estimate`` (AIS,
+        the family's answer)."""
+        return "exact" if self.exact_by_default else "estimate"
+
+    @instance_capability({"lr": 1e-3})
+    def training_defaults(self) -> dict[str, Any]:
+        """The recipe: ``preset=thesis`` (SGD with momentum, linear decay), the motion recipe for
+        real-valued frames, else the family's ``{"lr": 1e-3}``."""
+        if self.config["preset"] == "thesis":
+            return dict(_THESIS_TRAINING)
+        if self.spec.kind == "real":
+            return dict(_MOTION_TRAINING)
+        return {"lr": 1e-3}
 
     # ---------------------------------------------------------------- the mean-field recursion
     def _frames(self, batch: Batch) -> Tensor:
@@ -219,7 +229,7 @@ class RTRBM(SequenceModel):
         window, :meth:`log_prob_window`): the recurrent part of the first frame's hidden bias and
         the ``m`` frames before ``x``, oldest first; by default the sequences start here.
         """
-        drive = (self.rbm._scaled(x) @ self.rbm.weight).unbind(1)
+        drive = self.rbm.hidden_drive(x).unbind(1)
         taps = self._tap_hidden_bias(x, history)
         taps = taps.unbind(1) if taps is not None else [None] * len(drive)
         bias = self.initial_hidden_bias.expand(x.shape[0], -1) if bias is None else bias
@@ -403,7 +413,7 @@ class RTRBM(SequenceModel):
     def advance(self, state, frame):
         frame = frame.to(self.rbm.weight.dtype)
         _, hb = self._step_biases(state)
-        r = torch.sigmoid(self.rbm._scaled(frame) @ self.rbm.weight + hb)
+        r = torch.sigmoid(self.rbm.hidden_drive(frame) + hb)
         history = None if state.visible is None else [frame] + state.visible[:-1]
         return _RTRBMState(self.rbm.hidden_bias + r @ self.recurrent_weight.t(), r, history)
 

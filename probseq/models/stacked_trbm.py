@@ -50,7 +50,7 @@ class StackedTRBM(nn.Module):
         state = self.lower.initial_state(n)
         frames = []
         for h_t in hidden.values.unbind(1):
-            vb, _ = self.lower._step_biases(state)
+            vb, _ = self.lower.step_biases(state)
             v_t, _ = self.lower.rbm.sample_visible(h_t.to(vb.dtype), vb, temperature=temperature,
                                                    generator=generator)
             frames.append(v_t)

@@ -90,6 +90,7 @@ from probseq.models._rbm_common import (VALIDATION_HYPERPARAMETERS, check_valida
                                         thesis_cd_steps)
 from probseq.models._trbm_likelihood import TRBM_ESTIMATORS, default_trbm_estimator, trbm_log_prob
 from probseq.models.base import LogProb, SequenceModel
+from probseq.models.capabilities import instance_capability
 from probseq.models.registry import register_model
 from probseq.models.trbm_denoising import denoise
 
@@ -128,7 +129,6 @@ class TRBM(SequenceModel):
     """
 
     name = "trbm"
-    likelihood_kind = "estimate"
     estimators = TRBM_ESTIMATORS
     data_kinds = ("binary", "real")
     hyperparameters: ClassVar[dict[str, Any]] = {
@@ -140,7 +140,6 @@ class TRBM(SequenceModel):
         "preset": "none", "cd_steps_late": 25, "cd_switch": 0.5,
         "pretrain_steps": None, "pretrain_cd": 5, "pretrain_lr": 0.01, **VALIDATION_HYPERPARAMETERS,
     }
-    training_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3}
     contract_example = {"spec": DataSpec("binary", 4),
                         "hyper": {"hidden": 3, "delay": 2, "cd_steps": 2, "sample_steps": 5,
                                   "init_std": 0.5}}
@@ -181,12 +180,22 @@ class TRBM(SequenceModel):
         self.initial_hidden = nn.Parameter(torch.zeros(m, h)) if self.use_hh else None
         self.cd_steps = int(cfg["cd_steps"])
         self.exact_by_default = self.rbm.exact_units() <= int(cfg["exact_max_units"])
-        #: the default estimator's kind: ``is`` (a bound) for tiny models, else ``ais`` (an estimate)
-        self.likelihood_kind = "bound" if self.exact_by_default else "estimate"
-        if cfg["preset"] == "thesis":
-            self.training_defaults = dict(_THESIS_TRAINING)
-        elif real:
-            self.training_defaults = dict(_MOTION_TRAINING)
+
+    @instance_capability("estimate")
+    def likelihood_kind(self) -> str:
+        """The default estimator's kind: ``is`` (a ``bound``) for a TRBM small enough to enumerate,
+        else ``ais`` (an ``estimate``, the family's answer)."""
+        return "bound" if self.exact_by_default else "estimate"
+
+    @instance_capability({"lr": 1e-3})
+    def training_defaults(self) -> dict[str, Any]:
+        """The recipe: ``preset=thesis`` (SGD with momentum, linear decay), the motion recipe for
+        real-valued frames, else the family's ``{"lr": 1e-3}``."""
+        if self.config["preset"] == "thesis":
+            return dict(_THESIS_TRAINING)
+        if self.spec.kind == "real":
+            return dict(_MOTION_TRAINING)
+        return {"lr": 1e-3}
 
     # ---------------------------------------------------------------- history and biases
     def _taps(self, seq: Tensor, initial: Tensor) -> Tensor:
@@ -211,6 +220,19 @@ class TRBM(SequenceModel):
     def _initial_hidden_states(self) -> Tensor:
         return torch.sigmoid(self.initial_hidden)
 
+    def data_biases(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The parts of every step's biases that the frames alone fix, for frames ``x`` ``(B, T, D)``.
+
+        Returns ``(b, static_c)``: the visible biases ``b_t = b_V + sum_k A_k v_{t-k}`` ``(B, T, D)``
+        (or ``(D,)`` without ``vv`` and ``vh``) and ``static_c_t = b_H + sum_k C_k v_{t-k}``
+        ``(B, T, H)``; the hidden-hidden part ``sum_k B_k h_{t-k}`` depends on the hidden trajectory
+        (:meth:`hidden_trajectory`).
+        """
+        n, steps, _ = x.shape
+        vtaps = self._taps(x, self.initial_visible) if self.initial_visible is not None else None
+        vb, static_c = self._visible_part(vtaps)
+        return vb, static_c.expand(n, steps, -1)
+
     def filter(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Mean-field filtering (eq. 3.5) of zero-padded frames ``x`` ``(B, T, D)``.
 
@@ -220,11 +242,8 @@ class TRBM(SequenceModel):
         with ``hbar`` held fixed (the TRBM's learning rule). The recursion runs without autograd;
         the differentiable biases are then one vectorised product over all steps.
         """
-        n, steps, _ = x.shape
-        vtaps = self._taps(x, self.initial_visible) if self.initial_visible is not None else None
-        vb, static_c = self._visible_part(vtaps)
-        static_c = static_c.expand(n, steps, -1)
-        drive = self.rbm._scaled(x) @ self.rbm.weight                        # (B, T, H)
+        vb, static_c = self.data_biases(x)
+        drive = self.rbm.hidden_drive(x)                                     # (B, T, H)
         if self.hh_weight is None:
             c = static_c
             return vb, c, torch.sigmoid(drive + c).detach()
@@ -350,7 +369,7 @@ class TRBM(SequenceModel):
                else torch.zeros(m, h, dtype=dtype))
         return _History([v.expand(n, -1) for v in vis], [c.expand(n, -1) for c in hid], None)
 
-    def _step_biases(self, state: _History) -> tuple[Tensor, Tensor]:
+    def step_biases(self, state: _History) -> tuple[Tensor, Tensor]:
         """``(b_t, c_t)`` ``(n, D)``, ``(n, H)`` of the next frame's RBM from the sampling history."""
         n = state.visible[0].shape[0]
         vtaps = torch.cat(state.visible, -1) if self.initial_visible is not None else None
@@ -360,7 +379,7 @@ class TRBM(SequenceModel):
         return vb.expand(n, -1), hb.expand(n, -1)
 
     def draw_frame(self, state, *, temperature=1.0, generator=None):
-        vb, hb = (b.detach() for b in self._step_biases(state))
+        vb, hb = (b.detach() for b in self.step_biases(state))
         v = self.rbm.sample(steps=int(self.config["sample_steps"]), visible_bias=vb, hidden_bias=hb,
                             temperature=temperature, generator=generator,
                             mean_visible=self.sample_visible_mean)
@@ -374,7 +393,7 @@ class TRBM(SequenceModel):
         if state.pending_hidden is not None:
             h_t = state.pending_hidden
         else:
-            _, hb = self._step_biases(state)
+            _, hb = self.step_biases(state)
             h_t = torch.sigmoid(self.rbm.hidden_logits(frame, hb))
         return self.next_history(state, frame, h_t)
 

@@ -34,7 +34,7 @@ def denoise(model: TRBM, noisy: Tensor) -> Tensor:
     state = model.initial_state(noisy.shape[0])
     out = []
     for y_t in noisy.to(model.rbm.weight.dtype).unbind(1):
-        vb, hb = model._step_biases(state)
+        vb, hb = model.step_biases(state)
         h_t = torch.sigmoid(model.rbm.hidden_logits(y_t, hb))
         v_t = model.rbm.visible_mean(h_t, vb)
         out.append(v_t)

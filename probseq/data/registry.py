@@ -61,7 +61,8 @@ class Dataset:
                 f"dataset {self.name!r} has no split {name!r}; it has {', '.join(self.splits)}"
             )
         if not self.splits[name]:
-            raise UserError(f"split {name!r} of dataset {self.name!r} is empty")
+            raise UserError(f"split {name!r} of dataset {self.name!r} is empty; --split all takes "
+                            "every example")
         return self.splits[name]
 
 

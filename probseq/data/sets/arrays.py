@@ -285,8 +285,9 @@ def load_arrays(data_file: str | Path | None = None, data_dir: str | Path | None
         kind = values
     if kind == "binary" and not is_binary:
         bad = next(n for n, a in named.items() if not np.isin(a[~np.isnan(a)], (0.0, 1.0)).all())
-        raise UserError(f"{origin[bad]} holds values other than 0 and 1, so they cannot be binary; "
-                        "use --set values=real")
+        hint = ("the run was fitted to binary values" if run_meta is not None
+                else "use --set values=real")
+        raise UserError(f"{origin[bad]} holds values other than 0 and 1, so they cannot be binary; {hint}")
     mean = std = None
     if run_meta is not None:
         if run_meta.get("mean") is not None:

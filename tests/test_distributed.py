@@ -30,7 +30,8 @@ from probseq.testing import ddp
 from probseq.parallel import Distributed
 from probseq.train.fit import fit
 
-pytestmark = [pytest.mark.usefixtures("one_thread"),
+# slow: one start of two gloo processes (each imports torch and probseq) for the whole module
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread"),
               pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                                  reason="this torch build has no torch.distributed gloo backend")]
 

@@ -42,7 +42,9 @@ import torch.distributed as dist
 
 from probseq.train.checkpoint import safe_load
 
-pytestmark = [pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers in /proc"),
+# slow: three torchrun jobs of two processes each, one of them killed part way (about a minute)
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers in /proc"),
               pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                                  reason="this torch build has no torch.distributed gloo backend")]
 

@@ -6,7 +6,9 @@
   already passed; the later record of a step wins, so the curve is the one the final weights
   followed.
 * :func:`plot_runs` draws, for one or more runs, the training loss and the validation loss against
-  the optimisation step (one colour per run), and optionally, when the runs were scored on the same
+  the optimisation step (one colour per run), the validation legend saying how the run's time
+  divided between training and validation (``train_s`` and ``valid_s``, the latest the log records:
+  :mod:`probseq.train.validation_budget`), and optionally, when the runs were scored on the same
   split, each sequence's NLL per frame (``NLL_i / T_i``, nats) under every run against the first
   run's: points below the diagonal are sequences the other run explains better. The panel title
   carries each run's kind and estimator, because an ELBO point below an exact point is not a
@@ -26,7 +28,8 @@ import numpy as np
 
 from probseq.errors import UserError
 
-__all__ = ["TrainingLog", "read_training_log", "plot_runs", "kind_label", "FIGURE_FORMATS"]
+__all__ = ["TrainingLog", "read_training_log", "read_log_records", "plot_runs", "kind_label", "time_label",
+           "FIGURE_FORMATS"]
 
 #: file extensions :func:`plot_runs` writes
 FIGURE_FORMATS = (".png", ".svg", ".pdf")
@@ -40,33 +43,47 @@ class TrainingLog:
     train_loss: list[float] = field(default_factory=list)
     valid_steps: list[int] = field(default_factory=list)
     valid_loss: list[float] = field(default_factory=list)
+    #: seconds of the run outside and inside validation, from the log's latest record of them
+    #: (``None``: a log written before they were recorded)
+    train_s: float | None = None
+    valid_s: float | None = None
+    #: the lines of the log that were skipped, and why (``"line 3 is not JSON"``)
+    skipped: list[str] = field(default_factory=list)
 
 
 def read_training_log(run_dir: str | Path) -> TrainingLog:
     """Read ``run_dir/log.jsonl`` into curves (see the module docstring for resumed runs).
 
+    Lines that cannot be read (a line cut short by a killed process, bytes that are not UTF-8,
+    JSON that is not an object, a record without an integer ``step`` or with a loss that is not
+    a number) are skipped and listed in :attr:`TrainingLog.skipped`, for the caller to warn about.
+
     Raises:
-        UserError: no log, or a line that is not JSON.
+        UserError: no log.
     """
     path = Path(run_dir) / "log.jsonl"
     if not path.is_file():
         raise UserError(f"{run_dir} has no log.jsonl; is it a run directory made by probseq fit?")
     train: dict[int, float] = {}
     valid: dict[int, float] = {}
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    seconds: tuple[float, float] | None = None
+    records, skipped = read_log_records(path)
+    for number, record in records:
+        event, step = record.get("event"), record["step"]
+        for name, kind, curve in (("loss", "train", train), ("valid_loss", "valid", valid)):
+            if event == kind and name in record:
+                if _is_number(record[name]):
+                    curve[step] = float(record[name])
+                else:
+                    skipped.append(f"line {number} has a {name} that is not a number")
+        if "train_s" in record and "valid_s" in record:
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                raise UserError(f"line {number} of {path} is not JSON") from None
-            event, step = record.get("event"), record.get("step")
-            if event == "train" and "loss" in record:
-                train[int(step)] = float(record["loss"])
-            elif event == "valid" and "valid_loss" in record:
-                valid[int(step)] = float(record["valid_loss"])
-    log = TrainingLog()
+                seconds = (float(record["train_s"]), float(record["valid_s"]))
+            except (TypeError, ValueError):
+                pass             # an unreadable time leaves the earlier one
+    log = TrainingLog(skipped=skipped)
+    if seconds is not None:
+        log.train_s, log.valid_s = seconds
     for step in sorted(train):
         log.train_steps.append(step)
         log.train_loss.append(train[step])
@@ -74,6 +91,50 @@ def read_training_log(run_dir: str | Path) -> TrainingLog:
         log.valid_steps.append(step)
         log.valid_loss.append(valid[step])
     return log
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def read_log_records(path: str | Path) -> tuple[list[tuple[int, dict]], list[str]]:
+    """The records of a JSON-lines run log: ``([(line number, record), ...], [why a line was skipped, ...])``.
+
+    A record is a JSON object with an integer ``step``; any other line (not UTF-8, not JSON, a JSON
+    array or number, no ``step``) is skipped and described instead of stopping the reader.
+    """
+    records: list[tuple[int, dict]] = []
+    skipped: list[str] = []
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                skipped.append(f"line {number} is not UTF-8 text")
+                continue
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:       # JSONDecodeError, or a number too large to hold
+                skipped.append(f"line {number} is not JSON")
+                continue
+            if not isinstance(record, dict):
+                skipped.append(f"line {number} is not a JSON object")
+            elif isinstance(record.get("step"), bool) or not isinstance(record.get("step"), int):
+                skipped.append(f"line {number} has no integer step")
+            else:
+                records.append((number, record))
+    return records, skipped
+
+
+def time_label(log: TrainingLog) -> str:
+    """``"train 26 s, valid 4 s (13%)"``: how the run's time divided (``""`` when not recorded)."""
+    if log.train_s is None or log.valid_s is None:
+        return ""
+    total = log.train_s + log.valid_s
+    share = f" ({100 * log.valid_s / total:.0f}%)" if total > 0 else ""
+    return f"train {log.train_s:.0f} s, valid {log.valid_s:.0f} s{share}"
 
 
 def kind_label(kind: str, estimator: str) -> str:
@@ -121,7 +182,9 @@ def plot_runs(path: str | Path, logs: Sequence[tuple[str, TrainingLog]], *,
         if log.train_steps:
             axes[0].plot(log.train_steps, log.train_loss, color=colour, lw=1, label=label)
         if log.valid_steps:
-            axes[1].plot(log.valid_steps, log.valid_loss, "o-", color=colour, ms=3, lw=1, label=label)
+            seconds = time_label(log)
+            axes[1].plot(log.valid_steps, log.valid_loss, "o-", color=colour, ms=3, lw=1,
+                         label=f"{label}: {seconds}" if seconds else label)
     axes[0].set(title="training loss", xlabel="step", ylabel="loss (the model's objective)")
     axes[1].set(title="validation loss", xlabel="step", ylabel="loss per frame")
     for ax in axes[:2]:

@@ -209,17 +209,37 @@ def cmd_evaluate(args) -> int:
         result.update({"n_sequences": len(examples), "n_frames": int(sum(len(e) for e in examples))})
         result.update(next_frame_errors(model, examples, batch_size=args.batch_size,
                                         frame_budget=resolve_frame_budget(args.frame_budget)))
+    elif args.metric == "infill":        # hide values, fill them in, score (probseq.evaluate.infill)
+        from probseq.evaluate.infill import infill_metrics
+
+        result.update(infill_metrics(model, examples, dataset.split("train"), hide=args.hide,
+                                     pattern=args.hide_pattern, particles=args.samples, draws=args.draws,
+                                     seed=args.seed, batch_size=args.batch_size))
     elif args.metric in getattr(model, "extra_metrics", ()):
         result.update(model.evaluate_metric(args.metric, examples, generator=generator,
                                             batch_size=args.batch_size))
     else:
-        known = ", ".join(("nll", "mse") + tuple(getattr(model, "extra_metrics", ())))
+        known = ", ".join(("nll", "mse", "infill") + tuple(getattr(model, "extra_metrics", ())))
         raise UserError(f"unknown metric {args.metric!r} for model {info['model']!r}; known: {known}")
     if args.json:
         print(json.dumps(result))
     else:
         for key, value in result.items():
             print(f"{key:32s} {value}")
+    return 0
+
+
+def cmd_infill(args) -> int:
+    from probseq.device import generator_for
+    from probseq.missing.files import fill_file
+    from probseq.train.checkpoint import load_run
+    from probseq.parallel import start
+
+    device, _ = start(args.device, command="infill", distributed=False)
+    model, info = load_run(args.run, device=device)
+    print(fill_file(model, info.get("meta") or {}, args.input, args.out, draws=args.samples,
+                    particles=args.particles, mode=args.mode, missing_seconds=args.missing_seconds,
+                    missing_frames=args.missing_frames, generator=generator_for(model, args.seed)))
     return 0
 
 
@@ -363,6 +383,10 @@ def cmd_plot(args) -> int:
 
     labels = [Path(r).name or str(r) for r in args.runs]
     logs = [(label, read_training_log(run)) for label, run in zip(labels, args.runs)]
+    for run, (_, log) in zip(args.runs, logs):
+        if log.skipped:
+            _notice(f"warning: skipped {len(log.skipped)} unreadable line(s) of {Path(run) / 'log.jsonl'} "
+                    f"({'; '.join(log.skipped[:3])}{'; ...' if len(log.skipped) > 3 else ''})")
     per_sequence = None
     if args.per_sequence:
         import torch
@@ -459,7 +483,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--estimator", help="exact, elbo, iwae, is, ais, raise, filtered (what the model "
                                         "supports; the JSON says what the number is and which way it can err)")
     p.add_argument("--samples", type=int, help="samples / chains / particles for the estimator")
-    p.add_argument("--metric", default="nll", help="nll (default), mse, or a model-specific metric")
+    p.add_argument("--metric", default="nll", help="nll (default), mse, infill, or a model-specific metric")
+    p.add_argument("--hide", type=float, default=0.1, metavar="P",
+                   help="--metric infill: the fraction of the test values hidden (seeded by --seed)")
+    p.add_argument("--hide-pattern", default="random", choices=("random", "frames", "gap"),
+                   help="--metric infill: random values, whole frames, or one contiguous gap per sequence")
+    p.add_argument("--draws", type=int, default=8,
+                   help="--metric infill: completions drawn per sequence (--samples: particles)")
     p.add_argument("--batch-size", type=int, default=64, help="at most this many sequences per model call")
     p.add_argument("--frame-budget", type=int, metavar="FRAMES",
                    help="at most this many frames (sequences x time steps) per model call, which bounds "
@@ -482,6 +512,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output file; its extension picks the format (.mid, .png, .npz, .gif, .bvh)")
     device_arg(p)
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("infill", help="fill in the missing values of a file (NaN, or a marked time range) "
+                                      "given everything observed before and after them")
+    p.add_argument("run")
+    p.add_argument("--input", required=True, help=".npz/.npy with NaN where values are missing, or a "
+                                                  "file --prime reads (.mid, .bvh, ...) with a range marked below")
+    p.add_argument("--out", required=True, help="output file; its extension picks the format")
+    p.add_argument("--samples", type=int, default=1, help="completions to draw")
+    p.add_argument("--particles", type=int, help="particles / proposals of the sampler (default 32)")
+    p.add_argument("--mode", action="store_true", help="the most probable completion where computable")
+    p.add_argument("--missing-seconds", metavar="A:B", help="mark the frames from A to B seconds missing")
+    p.add_argument("--missing-frames", metavar="A:B", help="mark the frames A..B-1 missing")
+    p.add_argument("--seed", type=int, default=0)
+    device_arg(p)
+    p.set_defaults(func=cmd_infill)
 
     p = sub.add_parser("compare", help="score several runs on the same data in one table")
     p.add_argument("runs", nargs="+")

@@ -63,6 +63,9 @@ class SequenceModel(nn.Module):
     #: whether the model scores, trains on and fills in data with missing values (``Batch.observed``;
     #: NaN in the examples): see :mod:`probseq.missing` for what each model computes and how exactly
     supports_missing: ClassVar[bool] = False
+    #: how ``probseq infill`` draws missing values (:mod:`probseq.missing.infill`): ``none``,
+    #: ``frames`` (independent frames), ``particles`` (a particle filter), ``gibbs`` (clamped Gibbs)
+    infill_method: ClassVar[str] = "none"
 
     def __init__(self, spec: DataSpec, **hyper: Any) -> None:
         super().__init__()

@@ -66,6 +66,7 @@ class IIDFrameModel(SequenceModel):
     #: missing values: the observed part's marginal, exact for factorial frames (and for NADE frames
     #: whose observed dimensions come first), estimated otherwise (:mod:`probseq.missing.scoring`)
     supports_missing: ClassVar[bool] = True
+    infill_method: ClassVar[str] = "frames"
 
     def log_prob(self, batch: Batch, *, estimator=None, samples=None, generator=None) -> LogProb:
         if batch.has_missing:

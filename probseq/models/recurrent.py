@@ -291,6 +291,7 @@ class RecurrentFrameModel(SequenceModel):
     #: missing values: the observed part's likelihood by a particle filter, training on the
     #: observed part with the missing inputs drawn from the model (:mod:`probseq.missing.scoring`)
     supports_missing: ClassVar[bool] = True
+    infill_method: ClassVar[str] = "particles"
 
     def log_prob(self, batch: Batch, *, estimator: str | None = None, samples: int | None = None,
                  generator: torch.Generator | None = None) -> LogProb:

@@ -74,6 +74,7 @@ class RNNRBM(RecurrentFrameModel):
     #: no likelihood of partly observed frames (an RBM's marginal needs its partition function
     #: with the missing units summed out); ``probseq infill`` fills them in by Gibbs sampling
     supports_missing = False
+    infill_method = "gibbs"
     estimators = ("ais", "raise", "exact")
     data_kinds = ("binary", "real")
     hyperparameters: ClassVar[dict[str, Any]] = {

@@ -89,7 +89,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # the sampling loop over padded batches
     ("data", ("data", "io", "sampling")),
     ("frames", ("frames",)),
-    ("models", ("models",)),
+    # sequence models, and what they do with missing values (the particle filter, infilling), which
+    # models call and which reads models only through their hooks
+    ("models", ("models", "missing")),
     # scores any model through its public contract; the trainer validates with it
     ("evaluate", ("evaluate",)),
     ("train", ("train",)),

@@ -218,7 +218,7 @@ def test_resampling_a_take_follows_its_motion():
 # ---------------------------------------------------------------------------- the loader
 def test_loader_resamples_normalises_on_train_and_records_the_skeleton(tmp_path):
     _write_takes(tmp_path / "takes")
-    data = load_dataset("bvh", data_dir=tmp_path / "takes", train_chunk=0)
+    data = load_dataset("bvh", data_dir=tmp_path / "takes")
     assert data.spec.kind == "real" and data.spec.dim == 4 + 5 * 3
     assert all(len(x) == 45 for split in data.splits.values() for x in split)   # 1.5 s at 30 fps
     train = torch.cat(data.splits["train"])
@@ -229,7 +229,7 @@ def test_loader_resamples_normalises_on_train_and_records_the_skeleton(tmp_path)
     assert sorted(sum(meta["files"].values(), [])) == [f"take{i}.bvh" for i in range(5)]
     assert all(meta["files"][s] for s in ("train", "valid", "test"))
     # another folder scored with the run's normalisation
-    other = load_dataset("bvh", data_dir=tmp_path / "takes", train_chunk=0, run_meta=meta)
+    other = load_dataset("bvh", data_dir=tmp_path / "takes", run_meta=meta)
     assert other.meta["mean"] == meta["mean"]
     six = load_dataset("bvh", data_dir=tmp_path / "takes", rotation="6d", fps=20)
     assert six.spec.dim == 4 + 5 * 6 and len(six.splits["test"][0]) == 30
@@ -237,7 +237,7 @@ def test_loader_resamples_normalises_on_train_and_records_the_skeleton(tmp_path)
 
 def test_one_take_is_cut_into_contiguous_splits(tmp_path):
     _write_takes(tmp_path / "one", fps_list=(30,), seconds=4)
-    data = load_dataset("bvh", data_dir=tmp_path / "one", train_chunk=0)
+    data = load_dataset("bvh", data_dir=tmp_path / "one")
     assert [len(data.splits[s][0]) for s in ("train", "valid", "test")] == [96, 12, 12]
     assert data.meta["split_rule"] == "contiguous 80/10/10 of each take"
 

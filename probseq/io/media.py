@@ -24,6 +24,7 @@ extension   writer                                                   prime reade
 ``.midi``                                                            ``steps_per_beat``
 ``.png``    piano-roll panels, video film strips, else heatmaps      --
 ``.gif``    animated video (``meta["frame_shape"] = (H, W)``)        --
+``.mp4``    the same as H.264 (needs imageio-ffmpeg)                 --
 =========== ======================================================== =========================
 
 Metadata keys read here: ``media`` (``"pianoroll"``), ``lowest_note``, ``n_keys``,
@@ -245,12 +246,13 @@ def _write_png(samples: Batch, path: Path, meta: dict) -> Path:
     return plot_frames(samples, path, title=title, frame_shape=frame_shape)
 
 
-def _write_gif(samples: Batch, path: Path, meta: dict) -> Path:
-    """Animated GIF: the sequences side by side (up to 4 per row), nearest-neighbour upscaled."""
+def _video_canvas(samples: Batch, meta: dict) -> np.ndarray:
+    """``(T, rows, cols)`` uint8 frames: the sequences side by side (up to 4 per row) on a grey
+    background, nearest-neighbour upscaled to about 120 pixels per sequence."""
     try:
         from PIL import Image
     except ImportError:
-        raise UserError("GIF output needs Pillow; install it with: pip install probseq[media]") from None
+        raise UserError("video output needs Pillow; install it with: pip install probseq[media]") from None
     H, W = (int(v) for v in meta["frame_shape"])
     values = samples.padded_with_zeros().detach().cpu().float()
     B, T = values.shape[:2]
@@ -266,9 +268,17 @@ def _write_gif(samples: Batch, path: Path, meta: dict) -> Path:
         y, x = pad + r * (H + pad), pad + c * (W + pad)
         canvas[:, y:y + H, x:x + W] = frames[b]
     scale = max(1, 120 // max(H, W))
-    images = [Image.fromarray((frame * 255).round().astype(np.uint8), mode="L")
-              .resize((canvas.shape[2] * scale, canvas.shape[1] * scale), Image.NEAREST)
-              for frame in canvas]
+    return np.stack([np.asarray(Image.fromarray((frame * 255).round().astype(np.uint8), mode="L")
+                                .resize((canvas.shape[2] * scale, canvas.shape[1] * scale), Image.NEAREST))
+                     for frame in canvas])
+
+
+def _write_gif(samples: Batch, path: Path, meta: dict) -> Path:
+    """Animated GIF: the sequences side by side (up to 4 per row), nearest-neighbour upscaled."""
+    canvas = _video_canvas(samples, meta)            # says what to install when Pillow is missing
+    from PIL import Image
+
+    images = [Image.fromarray(frame, mode="L") for frame in canvas]
     duration = int(round(1000 / float(meta.get("fps", 10))))
     try:
         images[0].save(path, format="GIF", save_all=True, append_images=images[1:],
@@ -278,8 +288,32 @@ def _write_gif(samples: Batch, path: Path, meta: dict) -> Path:
     return path
 
 
+def _write_mp4(samples: Batch, path: Path, meta: dict) -> Path:
+    """MP4 (H.264 through imageio-ffmpeg) of the same picture as the GIF, padded to 16-pixel blocks."""
+    try:
+        import imageio.v3 as iio
+        import imageio_ffmpeg  # noqa: F401  (the FFMPEG plugin needs it)
+    except ImportError:
+        raise UserError("MP4 output needs imageio and imageio-ffmpeg (pip install 'imageio>=2' imageio-ffmpeg); "
+                        f"write {path.stem}.gif instead") from None
+    canvas = _video_canvas(samples, meta)
+    T, h, w = canvas.shape
+    padded = np.full((T, -(-h // 16) * 16, -(-w // 16) * 16), 128, dtype=np.uint8)
+    padded[:, :h, :w] = canvas
+    try:
+        iio.imwrite(path, padded, plugin="FFMPEG", fps=float(meta.get("fps", 10)), macro_block_size=16)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc}") from None
+    return path
+
+
 def _gif_unfit(samples: Batch, path: Path, meta: dict) -> None:
     raise UserError("GIF output needs video data (a dataset whose frames are images); "
+                    f"write {path.stem}.npz or {path.stem}.png instead")
+
+
+def _mp4_unfit(samples: Batch, path: Path, meta: dict) -> None:
+    raise UserError("MP4 output needs video data (a dataset whose frames are images); "
                     f"write {path.stem}.npz or {path.stem}.png instead")
 
 
@@ -347,5 +381,7 @@ for _ext in (".mid", ".midi"):
 register_writer(".png", _write_png)
 register_writer(".gif", _gif_unfit)
 register_writer(".gif", _write_gif, when=_is_video)
+register_writer(".mp4", _mp4_unfit)
+register_writer(".mp4", _write_mp4, when=_is_video)
 register_prime_reader(".npy", _read_npy)
 register_prime_reader(".npz", _read_npz)

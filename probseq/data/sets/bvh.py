@@ -14,8 +14,8 @@ the training frames (``meta["mean"]``, ``meta["std"]``; a constant feature gets 
 Splits: with at least 3 takes, whole takes by path hash (``valid_fraction``, ``test_fraction``,
 default 0.1 each, at least one take each); with 1 or 2 takes every take is cut into contiguous
 chunks, its first 80% of frames for ``train``, the next 10% for ``valid`` and the last 10% for
-``test`` (as the ``cmu`` loader does). Training takes are then cut into windows of ``train_chunk``
-frames (default 100; 0 keeps them whole).
+``test`` (as the ``cmu`` loader does). Takes stay whole; the trainer's ``--set train_chunk=L``
+trains on random windows of ``L`` frames of long takes.
 
 A run remembers the skeleton (``meta["skeleton"]``, with the first training take's offsets),
 frame time, rotation form, up axis and normalisation, so ``probseq sample RUN --out walk.bvh``
@@ -83,7 +83,7 @@ def skeleton_difference(a: BvhSkeleton, b: BvhSkeleton) -> str | None:
 
 
 # ---------------------------------------------------------------------------- options
-def _options(fps: Any, rotation: Any, up: Any, train_chunk: Any) -> tuple[float, str, int, int]:
+def _options(fps: Any, rotation: Any, up: Any) -> tuple[float, str, int]:
     try:
         fps = float(fps)
     except (TypeError, ValueError):
@@ -96,13 +96,7 @@ def _options(fps: Any, rotation: Any, up: Any, train_chunk: Any) -> tuple[float,
     up_name = str(up).lower()
     if up_name not in _UP:
         raise UserError(f"bvh option up must be x, y or z (the vertical axis of the takes), got {up!r}")
-    try:
-        chunk = int(train_chunk)
-    except (TypeError, ValueError):
-        raise UserError(f"bvh option train_chunk must be an integer, got {train_chunk!r}") from None
-    if chunk < 0 or chunk == 1:
-        raise UserError(f"bvh option train_chunk must be 0 (whole takes) or at least 2, got {chunk}")
-    return fps, rotation, _UP[up_name], chunk
+    return fps, rotation, _UP[up_name]
 
 
 # ---------------------------------------------------------------------------- one take
@@ -152,11 +146,11 @@ def _split_takes(seqs: list[np.ndarray], names: list[str]) -> dict[str, list[np.
     needs="dir",
 )
 def load_bvh_folder(data_file: str | Path | None = None, data_dir: str | Path | None = None, *,
-                    fps: float = 30, rotation: str = "expmap", up: str = "y", train_chunk: int = 100,
+                    fps: float = 30, rotation: str = "expmap", up: str = "y",
                     valid_fraction: float = 0.1, test_fraction: float = 0.1, cache: bool = True,
                     run_meta: dict[str, Any] | None = None) -> Dataset:
     """Load a folder of BVH takes (see the module docstring for the representation and the split)."""
-    fps, rotation, up_axis, chunk = _options(fps, rotation, up, train_chunk)
+    fps, rotation, up_axis = _options(fps, rotation, up)
     root, files = find_files(data_file=data_file, data_dir=data_dir, extensions=(".bvh",), what="BVH")
     opts = {"fps": fps, "rotation": rotation, "up_axis": up_axis}
     takes = read_all(files, lambda p: cached_conversion(
@@ -201,18 +195,14 @@ def load_bvh_folder(data_file: str | Path | None = None, data_dir: str | Path | 
         train = np.concatenate(raw["train"], 0)
         mean, std = train.mean(0), train.std(0)
         std = np.where(std > 1e-8, std, 1.0)
-    splits: dict[str, list[torch.Tensor]] = {}
-    for name, seqs in raw.items():
-        z = [torch.tensor((s - mean) / std, dtype=torch.float32) for s in seqs]
-        if name == "train" and chunk:
-            z = [c for s in z for c in s.split(chunk) if c.shape[0] >= 2]
-        splits[name] = z
+    splits = {name: [torch.tensor((s - mean) / std, dtype=torch.float32) for s in seqs]
+              for name, seqs in raw.items()}
     frame_time = 1.0 / fps
     meta = {
         "motion_format": "bvh", "fps": fps, "frame_time": frame_time, "rotation": rotation,
         "up_axis": up_axis, "mean": mean.tolist(), "std": std.tolist(),
         "skeleton": run_meta["skeleton"] if run_meta is not None else skeleton_to_dict(reference),
-        "split_rule": split_rule, "train_chunk": chunk,
+        "split_rule": split_rule,
         "files": {s: [str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in parts[s]]
                   for s in parts},
     }

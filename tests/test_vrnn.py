@@ -26,8 +26,9 @@ from probseq.estimators import latent
 from probseq.frames.factorial import BernoulliFrame, GaussianFrame
 from probseq.frames.mixture import MixtureFrame
 from probseq.models.gaussian import gaussian_kl
-from probseq.models.vrnn import VRNN
 from probseq.models.objectives.kl_annealing import KLAnnealing, free_bits_kl
+from probseq.models.vrnn import VRNN
+from probseq.models.vrnn_parts import gru_update
 
 F64 = torch.float64
 
@@ -117,10 +118,35 @@ def test_sampler_matches_the_exact_joint_of_two_frames():
 # ---------------------------------------------------------------------------- the pieces
 def test_gru_step_matches_torch_gru_cell():
     model = VRNN(DataSpec("real", 3), hidden=5, latent=2, features=4, length="explicit", max_length=9)
-    inputs, h = torch.randn(6, model.rnn.input_size), torch.randn(6, 5)
-    gates_x = F.linear(inputs, model.rnn.weight_ih, model.rnn.bias_ih)
-    gates_h = F.linear(h, model.rnn.weight_hh, model.rnn.bias_hh)
-    torch.testing.assert_close(model._gru(gates_x, gates_h, h), model.rnn(inputs, h))
+    rnn = model.transition.rnn
+    inputs, h = torch.randn(6, rnn.input_size), torch.randn(6, 5)
+    gates_x = F.linear(inputs, rnn.weight_ih, rnn.bias_ih)
+    gates_h = F.linear(h, rnn.weight_hh, rnn.bias_hh)
+    torch.testing.assert_close(gru_update(gates_x, gates_h, h), rnn(inputs, h))
+    # the transition from its split inputs (phi_x + length features | phi_z) is the same GRU step
+    phi_x, phi_z, extra = inputs[:, :4], inputs[:, 4:8], inputs[:, 8:]
+    torch.testing.assert_close(model.transition(model.transition.frame_inputs(phi_x, extra), phi_z, h),
+                               rnn(inputs, h))
+
+
+def test_old_state_dict_names_still_load():
+    """A checkpoint written before the VRNN was built from public pieces loads into the new layout."""
+    model = VRNN(DataSpec("binary", 3), hidden=5, latent=2, features=4, length="halting")
+    renames = {"prior.net.": "prior_net.", "posterior.frame_layer.": "encoder_x.",
+               "posterior.hidden_weight": "encoder_h", "posterior.out.": "encoder_out.",
+               "emitter.net.": "decoder.", "transition.rnn.": "rnn."}
+    old = {}
+    for key, value in model.state_dict().items():
+        for new, before in renames.items():
+            if key.startswith(new):
+                key = before + key[len(new):]
+                break
+        old[key] = value.clone() + 1.0
+    assert "rnn.weight_ih" in old and "decoder.4.bias" in old and "encoder_h" in old
+    fresh = VRNN(DataSpec("binary", 3), hidden=5, latent=2, features=4, length="halting")
+    fresh.load_state_dict(old)                                   # strict: every key found
+    torch.testing.assert_close(fresh.transition.rnn.weight_ih, model.transition.rnn.weight_ih + 1.0)
+    torch.testing.assert_close(fresh.posterior.hidden_weight, model.posterior.hidden_weight + 1.0)
 
 
 def test_gaussian_kl_matches_torch():
@@ -215,13 +241,13 @@ def test_diagnostics_count_active_units():
     batch = Batch(torch.bernoulli(torch.full((8, 6, 3), 0.5, dtype=F64),
                                   generator=torch.Generator().manual_seed(0)), torch.full((8,), 6))
     with torch.no_grad():
-        model.encoder_x.weight.zero_()               # q ignores x and h: posterior means constant
-        model.encoder_h.zero_()
+        model.posterior.frame_layer.weight.zero_()   # q ignores x and h: posterior means constant
+        model.posterior.hidden_weight.zero_()
         diag = model.diagnostics(batch)
         assert diag["active_units"] == 0
         assert set(diag) >= {"kl_per_frame", "active_units", "kl_per_unit", "kl_weight", "elbo_nll_per_frame"}
-        model.encoder_x.weight.normal_(0, 3.0)       # now the means move with x
-        model.encoder_out.weight.normal_(0, 3.0)
+        model.posterior.frame_layer.weight.normal_(0, 3.0)   # now the means move with x
+        model.posterior.out.weight.normal_(0, 3.0)
         assert model.diagnostics(batch)["active_units"] > 0
     assert math.isclose(diag["kl_per_frame"], sum(diag["kl_per_unit"]), rel_tol=1e-3, abs_tol=1e-4)
 
@@ -233,8 +259,8 @@ def test_predict_next_is_decoder_mean_at_prior_mean():
     assert pred.shape == batch.values.shape and bool(((pred > 0) & (pred < 1)).all())
     with torch.no_grad():                              # first frame: from h_0 alone
         h0 = model.initial_hidden.expand(2, -1)
-        loc, _ = model._prior(h0)
-        first = torch.sigmoid(model._decode(model.phi_z(loc), h0))
+        loc, _ = model.prior(h0)
+        first = torch.sigmoid(model.emitter(model.phi_z(loc), h0))
     torch.testing.assert_close(pred[:, 0], first)
 
 
@@ -278,7 +304,7 @@ def test_clear_errors():
 def test_nan_log_weights_are_reported_not_dropped():
     model = _tiny()
     with torch.no_grad():
-        model.decoder[-1].bias.fill_(float("nan"))
+        model.emitter.output_layer.bias.fill_(float("nan"))
     batch = Batch(torch.ones(1, 2, 3, dtype=F64), torch.tensor([2]))
     with pytest.raises(FloatingPointError, match="NaN or infinite"):
         model.log_prob(batch, estimator="is", samples=4)

@@ -88,18 +88,19 @@ class GaussianFrame(FrameDistribution):
         self.input_dim = dim
         self.event_shape = torch.Size([dim])
 
-    def _split(self, params: Tensor) -> tuple[Tensor, Tensor]:
+    def split(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        """``(mu, log_std)``, each ``(..., D)``, with ``log_std`` clamped (the distribution's own numbers)."""
         mu, log_std = params.split(self.dim, dim=-1)
         return mu, log_std.clamp(*_LOG_STD_RANGE)
 
     @full_precision
     def log_prob(self, params, x):
-        mu, log_std = self._split(params)
+        mu, log_std = self.split(params)
         z = (x - mu) * torch.exp(-log_std)
         return -(0.5 * z * z + log_std + 0.5 * _LOG_2PI).sum(-1)
 
     def sample(self, params, *, temperature=1.0, generator=None):
-        mu, log_std = self._split(params)
+        mu, log_std = self.split(params)
         noise = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
         return mu + math.sqrt(temperature) * torch.exp(log_std) * noise
 
@@ -107,7 +108,7 @@ class GaussianFrame(FrameDistribution):
 
     @full_precision
     def observed_log_prob(self, params, x, observed):
-        mu, log_std = self._split(params)
+        mu, log_std = self.split(params)
         z = (x - mu) * torch.exp(-log_std)
         lp = -(0.5 * z * z + log_std + 0.5 * _LOG_2PI)
         return torch.where(observed, lp, torch.zeros_like(lp)).sum(-1)
@@ -117,7 +118,7 @@ class GaussianFrame(FrameDistribution):
         return torch.where(observed, x, draw), self.observed_log_prob(params, x, observed)
 
     def mean(self, params):
-        return self._split(params)[0]
+        return self.split(params)[0]
 
     def validate(self, x):
         _check_finite(x, "the data")

@@ -27,11 +27,15 @@ with the KL between diagonal Gaussians in closed form. Length (:mod:`probseq.len
 ``halting``, a Bernoulli stop unit read from ``h_t`` (so ``log P(T)`` sits inside the expectation
 over ``z``); or ``explicit``, a learned ``P(tau)`` with ``tau - t`` fed into the recurrence.
 
-**Two implementations of one model.** :meth:`VRNN.pyro_model` / :meth:`VRNN.pyro_guide` write it as
-a Pyro program (:mod:`probseq.models.vrnn_pyro`; a ``pyro.plate`` over sequences, ``pyro.markov``
-over time, ragged batches masked with ``.mask(...)``, KL annealing by ``poutine.scale``), so any
-Pyro inference algorithm applies: ``SVI(vrnn.pyro_model, vrnn.pyro_guide, optim, Trace_ELBO())``. The fast path
-(:meth:`VRNN.elbo_terms`, used by ``loss`` and ``log_prob``) computes the same quantities directly:
+**One set of pieces, two programs.** The networks are four public modules
+(:mod:`probseq.models.vrnn_parts`): ``prior`` ``p(z_t | h_{t-1})``, ``posterior`` ``q(z_t | x_t, h_{t-1})``,
+``emitter`` ``p(x_t | z_t, h_{t-1})`` and ``transition`` (the recurrence), plus the feature extractors
+``phi_x``, ``phi_z``; :meth:`VRNN.sequence_inputs` computes what depends on the frames alone.
+:meth:`VRNN.pyro_model` / :meth:`VRNN.pyro_guide` compose them as a Pyro program
+(:mod:`probseq.models.vrnn_pyro`; a ``pyro.plate`` over sequences, ``pyro.markov`` over time, ragged
+batches masked with ``.mask(...)``, KL annealing by ``poutine.scale``), so any Pyro inference
+algorithm applies: ``SVI(vrnn.pyro_model, vrnn.pyro_guide, optim, Trace_ELBO())``. The fast path
+(:meth:`VRNN.elbo_terms`, used by ``loss`` and ``log_prob``) composes the same pieces directly:
 ``phi_x`` and every ``x``-dependent pre-activation for all ``t`` in one matmul before the loop; in the
 loop only what ``z_t`` and ``h_t`` need (one matmul on ``h_{t-1}`` shared by the encoder and the GRU,
 the encoder head, ``phi_z``, the GRU input from ``z``), tensors ``unbind`` -ed once; the prior, the
@@ -84,18 +88,22 @@ from probseq.frames.factorial import (BernoulliFrame, CategoricalFrame, Gaussian
 from probseq.frames.mixture import MixtureFrame
 from probseq.lengths import make_length_model
 from probseq.models.base import LogProb, SequenceModel
-from probseq.models.gaussian import (gaussian_kl, gaussian_log_density, loc_scale,
-                                     reparameterised_log_density)
-from probseq.models.registry import register_model
+from probseq.models.gaussian import gaussian_kl, gaussian_log_density, reparameterised_log_density
 from probseq.models.objectives.kl_annealing import KLAnnealing, free_bits_kl
+from probseq.models.registry import register_model
+from probseq.models.vrnn_parts import Emitter, Posterior, Prior, Transition
 
-__all__ = ["VRNN", "MixtureFrame", "VRNNTerms"]
+__all__ = ["VRNN", "MixtureFrame", "VRNNTerms", "SequenceInputs"]
 
 #: row-steps (replicated sequences x time) per chunk when drawing many samples (memory bound)
 _CHUNK_ROW_STEPS = 1 << 18
 #: Burda et al. (2016) activity threshold on Cov_x(E_q[z_u])
 ACTIVITY_THRESHOLD = 0.01
 _OUTPUTS = ("auto", "bernoulli", "gaussian", "categorical", "mixture")
+#: state_dict names before the VRNN was built from public pieces (probseq.models.vrnn_parts) -> now
+_RENAMED_KEYS = {"prior_net.": "prior.net.", "encoder_x.": "posterior.frame_layer.",
+                 "encoder_h": "posterior.hidden_weight", "encoder_out.": "posterior.out.",
+                 "decoder.": "emitter.net.", "rnn.": "transition.rnn."}
 
 
 def _make_output(kind: str, output: str, dim: int, components: int) -> FrameDistribution:
@@ -145,6 +153,25 @@ class VRNNTerms:
     def elbo(self) -> Tensor:
         """``(N,)`` single-draw ELBO with the closed-form KL: ``sum_t recon_t - KL_t + length``."""
         return self._sum(self.recon - self.kl.sum(-1)) + self.length
+
+
+@dataclass
+class SequenceInputs:
+    """What a batch fixes before any latent is drawn (rows ``N``, steps ``T``), vectorised over time.
+
+    Attributes:
+        x: ``(N, T, D)`` (or ``(N, T)`` categorical) frames, padding zeroed. lengths: ``(N,)``.
+        mask: ``(N, T)`` real frames. posterior_frame_part: ``(N, T, F)``
+        :meth:`~probseq.models.vrnn_parts.Posterior.frame_part` of ``phi_x(x_t)``.
+        transition_inputs: ``(N, T, 3H)`` :meth:`~probseq.models.vrnn_parts.Transition.frame_inputs`
+        (``phi_x(x_t)`` and the length features ``g(tau - t)``).
+    """
+
+    x: Tensor
+    lengths: Tensor
+    mask: Tensor
+    posterior_frame_part: Tensor
+    transition_inputs: Tensor
 
 
 @dataclass
@@ -209,81 +236,58 @@ class VRNN(SequenceModel):
         self.phi_x = nn.Sequential(nn.Linear(self.frame.input_dim, feat), nn.ReLU(),
                                    nn.Linear(feat, feat), nn.ReLU())
         self.phi_z = nn.Sequential(nn.Linear(z_dim, feat), nn.ReLU())
-        # prior p(z_t | h_{t-1})
-        self.prior_net = nn.Sequential(nn.Linear(hidden, feat), nn.ReLU(), nn.Linear(feat, 2 * z_dim))
-        # inference network q(z_t | x_t, h_{t-1}): relu(W_x phi_x + W_h h + b) -> (loc, scale)
-        self.encoder_x = nn.Linear(feat, feat)
-        self.encoder_h = nn.Parameter(torch.empty(feat, hidden))
-        nn.init.kaiming_uniform_(self.encoder_h, a=math.sqrt(5))
-        self.encoder_out = nn.Linear(feat, 2 * z_dim)
-        # decoder p(x_t | z_t, h_{t-1})
-        self.decoder = nn.Sequential(nn.Linear(feat + hidden, feat), nn.ReLU(),
-                                     nn.Linear(feat, feat), nn.ReLU(),
-                                     nn.Linear(feat, self.frame.param_dim))
-        # recurrence h_t = GRU(h_{t-1}, [phi_x(x_t), phi_z(z_t), g(tau - t)])
-        self.rnn = nn.GRUCell(2 * feat + self.length_features, hidden)
+        self.prior = Prior(hidden, feat, z_dim)                                 # p(z_t | h_{t-1})
+        self.posterior = Posterior(feat, hidden, z_dim)                         # q(z_t | x_t, h_{t-1})
+        self.emitter = Emitter(feat, hidden, self.frame.param_dim)              # p(x_t | z_t, h_{t-1})
+        self.transition = Transition(feat, self.length_features, hidden)        # h_{t-1} -> h_t
         self.initial_hidden = nn.Parameter(torch.zeros(hidden))
         self.halt = nn.Linear(hidden, 1) if self.length_model.head_dim else None
+        self.register_load_state_dict_pre_hook(_rename_old_keys)
 
     # ------------------------------------------------------------------ shared pieces
-    def _dtype(self) -> torch.dtype:
-        return self.initial_hidden.dtype
+    def frames(self, batch: Batch) -> Tensor:
+        """The batch's frames, checked against the model and the frame distribution, padding zeroed."""
+        self.validate_batch(batch)
+        x = batch.padded_with_zeros()
+        self.frame.validate(x)
+        return x
 
-    def _hidden_projection(self) -> tuple[Tensor, Tensor]:
-        """``[W_enc_h; W_hh]`` and its bias: the one matmul on ``h_{t-1}`` per step."""
-        feat = self.feature_size
-        weight = torch.cat([self.encoder_h, self.rnn.weight_hh], 0)
-        bias = torch.cat([self.rnn.bias_hh.new_zeros(feat), self.rnn.bias_hh], 0)
-        return weight, bias
-
-    def _x_inputs(self, phi_x: Tensor, remaining: Tensor | None) -> Tensor:
-        """GRU input pre-activation from ``phi_x`` (and ``g(tau - t)``), with the input bias."""
-        feat = self.feature_size
-        w = self.rnn.weight_ih
-        out = F.linear(phi_x, w[:, :feat], self.rnn.bias_ih)
-        if self.length_features:
-            out = out + F.linear(self.length_model.step_features(remaining).to(phi_x.dtype),
-                                 w[:, 2 * feat:])
-        return out
-
-    def _z_inputs(self, z_features: Tensor) -> Tensor:
-        feat = self.feature_size
-        return F.linear(z_features, self.rnn.weight_ih[:, feat:2 * feat])
-
-    def _gru(self, gates_x: Tensor, gates_h: Tensor, h: Tensor) -> Tensor:
-        """``nn.GRUCell`` from pre-activations (gate order r, z, n; Cho et al. 2014)."""
-        hs = self.hidden_size
-        rz = torch.sigmoid(gates_x[..., :2 * hs] + gates_h[..., :2 * hs])
-        r, u = rz[..., :hs], rz[..., hs:]
-        n = torch.tanh(gates_x[..., 2 * hs:] + r * gates_h[..., 2 * hs:])
-        return n + u * (h - n)
-
-    def _posterior(self, enc_x: Tensor, enc_h: Tensor) -> tuple[Tensor, Tensor]:
-        return loc_scale(self.encoder_out(F.relu(enc_x + enc_h)))
-
-    def _prior(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        return loc_scale(self.prior_net(h))
-
-    def _decode(self, z_features: Tensor, h: Tensor) -> Tensor:
-        return self.decoder(torch.cat([z_features, h], -1))
-
-    def _remaining(self, lengths: Tensor, steps: int) -> Tensor | None:
-        """``tau - t`` for ``t = 1..steps`` (the input after frame ``t``), ``(N, steps)``."""
-        if not self.length_features:
+    def length_inputs(self, remaining: Tensor | None) -> Tensor | None:
+        """``g(tau - t)`` for the transition (explicit length model), else ``None``."""
+        if not self.length_features or remaining is None:
             return None
-        return lengths.unsqueeze(1) - torch.arange(1, steps + 1, device=lengths.device).unsqueeze(0)
+        return self.length_model.step_features(remaining)
 
-    def _length_log_prob(self, lengths: Tensor, next_hidden: Tensor) -> Tensor:
+    def sequence_inputs(self, batch: Batch, samples: int = 1) -> SequenceInputs:
+        """Everything the frames fix, for all steps at once (each sequence repeated ``samples`` times,
+        rows ``k * B + b``): the fast path and the Pyro program both start here."""
+        x = self.frames(batch)
+        lengths, mask = batch.lengths, batch.mask
+        if samples > 1:
+            x = x.repeat(samples, *([1] * (x.dim() - 1)))
+            lengths, mask = lengths.repeat(samples), mask.repeat(samples, 1)
+        steps = mask.shape[1]
+        remaining = None
+        if self.length_features:      # tau - t for t = 1..T: the input after frame t
+            remaining = lengths.unsqueeze(1) - torch.arange(1, steps + 1, device=lengths.device).unsqueeze(0)
+        phi_x = self.phi_x(self.frame.encode(x).to(self.initial_hidden.dtype))          # (N, T, F)
+        return SequenceInputs(x, lengths, mask, self.posterior.frame_part(phi_x),
+                              self.transition.frame_inputs(phi_x, self.length_inputs(remaining)))
+
+    def length_log_prob(self, lengths: Tensor, next_hidden: Tensor) -> Tensor:
+        """``log P(T | .)`` ``(N,)`` from the states ``h_t`` ``(N, T, H)`` (halting) or the explicit model."""
         lm = self.length_model
         if self.halt is not None:
             return lm.log_prob(lengths, self.halt(next_hidden).squeeze(-1))
         return lm.log_prob(lengths, None).to(next_hidden.dtype)
 
-    def _frames(self, batch: Batch) -> Tensor:
-        self.validate_batch(batch)
-        x = batch.padded_with_zeros()
-        self.frame.validate(x)
-        return x
+    def _fused_hidden_projection(self) -> tuple[Tensor, Tensor]:
+        """``[W_h^post; W_h^GRU]`` and its bias: the posterior's and the transition's products on
+        ``h_{t-1}`` as one matmul per step (the fast path's only loop-bound product on ``h``)."""
+        rnn = self.transition.rnn
+        weight = torch.cat([self.posterior.hidden_weight, rnn.weight_hh], 0)
+        bias = torch.cat([rnn.bias_hh.new_zeros(self.feature_size), rnn.bias_hh], 0)
+        return weight, bias
 
     # ------------------------------------------------------------------ fast path
     def elbo_terms(self, batch: Batch, *, samples: int = 1, noise: Tensor | None = None,
@@ -295,13 +299,10 @@ class VRNN(SequenceModel):
                 from ``generator`` when ``None``.
             latent_noise: ``False`` uses the posterior means (``noise = 0``; for prediction).
         """
-        x = self._frames(batch)
-        lengths, mask = batch.lengths, batch.mask
-        if samples > 1:
-            x = x.repeat(samples, *([1] * (x.dim() - 1)))
-            lengths, mask = lengths.repeat(samples), mask.repeat(samples, 1)
+        inputs = self.sequence_inputs(batch, samples)
+        x, lengths, mask = inputs.x, inputs.lengths, inputs.mask
         rows, steps = mask.shape
-        dtype = self._dtype()
+        dtype = self.initial_hidden.dtype
         if noise is None:
             shape = (rows, steps, self.latent_size)
             noise = (torch.randn(shape, generator=generator, dtype=dtype, device=x.device)
@@ -309,35 +310,34 @@ class VRNN(SequenceModel):
         elif noise.shape != (rows, steps, self.latent_size):
             raise ValueError(f"noise must have shape {(rows, steps, self.latent_size)}, got {tuple(noise.shape)}")
 
-        # everything that depends on x alone: one matmul each, for all t
-        phi_x = self.phi_x(self.frame.encode(x).to(dtype))                      # (N, T, F)
-        enc_x = self.encoder_x(phi_x)                                           # (N, T, F)
-        gates_x = self._x_inputs(phi_x, self._remaining(lengths, steps))        # (N, T, 3H)
-        w_h, b_h = self._hidden_projection()
+        # everything that depends on x alone was computed for all t (sequence_inputs); in the loop,
+        # one matmul on h_{t-1} shared by the posterior and the transition
+        w_h, b_h = self._fused_hidden_projection()
         feat = self.feature_size
 
         h = self.initial_hidden.expand(rows, -1)
         prev_h, locs, scales, zs, z_feats = [], [], [], [], []
-        for enc_x_t, gates_x_t, eps_t in zip(enc_x.unbind(1), gates_x.unbind(1), noise.unbind(1)):
+        for post_x_t, gates_x_t, eps_t in zip(inputs.posterior_frame_part.unbind(1),
+                                              inputs.transition_inputs.unbind(1), noise.unbind(1)):
             proj = F.linear(h, w_h, b_h)
-            loc, scale = self._posterior(enc_x_t, proj[:, :feat])
+            loc, scale = self.posterior(post_x_t, h, hidden_part=proj[:, :feat])
             z = loc + scale * eps_t
             z_feat = self.phi_z(z)
             prev_h.append(h)
-            h = self._gru(gates_x_t + self._z_inputs(z_feat), proj[:, feat:], h)
+            h = self.transition(gates_x_t, z_feat, h, hidden_gates=proj[:, feat:])
             locs.append(loc), scales.append(scale), zs.append(z), z_feats.append(z_feat)
         prev_hidden = torch.stack(prev_h, 1)
         next_hidden = torch.cat([prev_hidden[:, 1:], h.unsqueeze(1)], 1)
         q_loc, q_scale, z = torch.stack(locs, 1), torch.stack(scales, 1), torch.stack(zs, 1)
 
         # everything else vectorised over time
-        p_loc, p_scale = self._prior(prev_hidden)
-        params = self._decode(torch.stack(z_feats, 1), prev_hidden)
+        p_loc, p_scale = self.prior(prev_hidden)
+        params = self.emitter(torch.stack(z_feats, 1), prev_hidden)
         recon = self.frame.log_prob(params, x)
         kl = gaussian_kl(q_loc, q_scale, p_loc, p_scale)
         log_q = reparameterised_log_density(noise, q_scale)
         log_ratio = gaussian_log_density(z, p_loc, p_scale) - log_q
-        length = self._length_log_prob(lengths, next_hidden)
+        length = self.length_log_prob(lengths, next_hidden)
         return VRNNTerms(recon, kl, log_ratio, length, mask, z, q_loc, prev_hidden)
 
     # ------------------------------------------------------------------ likelihood
@@ -429,7 +429,7 @@ class VRNN(SequenceModel):
             bias = torch.log((counts + 1) / (counts.sum() + base.param_dim))
         else:
             return
-        out = self.decoder[-1]
+        out = self.emitter.output_layer
         with torch.no_grad():
             if isinstance(self.frame, MixtureFrame):
                 c = self.frame.components
@@ -441,8 +441,8 @@ class VRNN(SequenceModel):
     @torch.no_grad()
     def predict_next(self, batch: Batch) -> Tensor:
         terms = self.elbo_terms(batch, latent_noise=False)
-        p_loc, _ = self._prior(terms.prev_hidden)
-        params = self._decode(self.phi_z(p_loc), terms.prev_hidden)
+        p_loc, _ = self.prior(terms.prev_hidden)
+        params = self.emitter(self.phi_z(p_loc), terms.prev_hidden)
         return self.frame.mean(params)
 
     # ------------------------------------------------------------------ sampling hooks
@@ -450,11 +450,11 @@ class VRNN(SequenceModel):
         return _VRNNState(self.initial_hidden.detach().expand(n, -1), None, 0, target_length)
 
     def draw_frame(self, state, *, temperature=1.0, generator=None):
-        loc, scale = self._prior(state.hidden)
+        loc, scale = self.prior(state.hidden)
         eps = torch.randn(loc.shape, generator=generator, dtype=loc.dtype, device=loc.device)
         z = loc + math.sqrt(temperature) * scale * eps
         z_feat = self.phi_z(z)
-        params = self._decode(z_feat, state.hidden)
+        params = self.emitter(z_feat, state.hidden)
         x = self.frame.sample(params, temperature=temperature, generator=generator)
         return x, replace(state, z_features=z_feat)
 
@@ -462,15 +462,12 @@ class VRNN(SequenceModel):
         h = state.hidden
         steps = state.steps + 1
         phi_x = self.phi_x(self.frame.encode(frame).to(h.dtype))
-        w_h, b_h = self._hidden_projection()
-        proj = F.linear(h, w_h, b_h)
         z_feat = state.z_features
         if z_feat is None:                       # a prefix frame: posterior-mean latent
-            loc, _ = self._posterior(self.encoder_x(phi_x), proj[:, :self.feature_size])
+            loc, _ = self.posterior(self.posterior.frame_part(phi_x), h)
             z_feat = self.phi_z(loc)
-        remaining = None if state.target is None or not self.length_features else state.target - steps
-        gates_x = self._x_inputs(phi_x, remaining)
-        h = self._gru(gates_x + self._z_inputs(z_feat), proj[:, self.feature_size:], h)
+        remaining = None if state.target is None else state.target - steps
+        h = self.transition(self.transition.frame_inputs(phi_x, self.length_inputs(remaining)), z_feat, h)
         return _VRNNState(h, None, steps, state.target)
 
     def stop_logit(self, state):
@@ -494,3 +491,16 @@ class VRNN(SequenceModel):
         from probseq.models import vrnn_pyro
 
         vrnn_pyro.pyro_guide(self, batch, kl_scale)
+
+
+def _rename_old_keys(module, state_dict, prefix, *_args) -> None:
+    """Load-time hook: a state_dict saved before the VRNN was built from public pieces keeps loading
+    (``rnn.weight_ih`` -> ``transition.rnn.weight_ih``, ``decoder.4.bias`` -> ``emitter.net.4.bias``, ...)."""
+    for key in list(state_dict):
+        if not key.startswith(prefix):
+            continue
+        local = key[len(prefix):]
+        for old, new in _RENAMED_KEYS.items():
+            if local.startswith(old) and not local.startswith(new):
+                state_dict[prefix + new + local[len(old):]] = state_dict.pop(key)
+                break

@@ -108,62 +108,161 @@ def _check_compatible(model, dataset) -> None:
 
 # ---------------------------------------------------------------------------- commands
 def cmd_fit(args) -> int:
-    import torch
+    """``probseq fit``: a new run, or ``--resume`` of one, in a directory this process owns.
 
-    from probseq.models.registry import build_model, model_class
-    from probseq.train.checkpoint import read_run_info, write_run_info
+    The directory's lock is held from before it is inspected until training ends
+    (:mod:`probseq.train.run_directory`); every option, budget, the model and the data are checked
+    before ``run.json`` is written, and a start that fails before its first checkpoint leaves
+    nothing behind.
+    """
     from probseq.parallel import start
-    from probseq.train.fit import fit, training_options
+    from probseq.train.run_directory import check_budget, own_run_directory, run_state
 
     out = Path(args.out)
-    torch.set_num_threads(args.threads) if args.threads else None
+    check_budget(args.steps, args.epochs, args.minutes)
     device, job = start(args.device, command="fit", distributed=True)   # torchrun: joins the job
-    if args.resume:
-        info = read_run_info(out)
-        if info["model"] != args.model:
-            raise UserError(f"{out} holds a {info['model']!r} run, not {args.model!r}")
-        d = info["dataset"]
-        dataset = _load_data(d["name"], d.get("data_file"), d.get("data_dir"), d.get("options") or {},
-                             info.get("meta"))
-        from probseq.data.spec import DataSpec
-
-        model = build_model(info["model"], DataSpec.from_dict(info["spec"]), info["hyperparameters"])
-        minutes = args.minutes if args.minutes is not None else info.get("minutes")
-        summary = fit(model, dataset, out, steps=info.get("steps"), epochs=info.get("epochs"),
-                      minutes=minutes, seed=info["seed"], options=info["training"], resume=True,
-                      progress=not args.quiet, device=device)
-    else:
-        if (out / "run.json").exists():
-            raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        job.barrier()                    # every process has looked before rank 0 writes run.json
-        cls = model_class(args.model)
-        model_opts, train_opts, data_opts = _route_options(cls, args.data, _parse_sets(args.set))
-        dataset = _load_data(args.data, args.data_file, args.data_dir, data_opts)
-        torch.manual_seed(args.seed)
-        model = build_model(args.model, dataset.spec, model_opts)
-        opts = training_options(model, train_opts)
-        for split, examples in dataset.splits.items():
-            model.validate_examples(examples, f"the {split} split")
-        if job.is_main:
-            write_run_info(out, {
-                "model": args.model, "spec": dataset.spec.to_dict(), "hyperparameters": model.config,
-                "training": opts, "steps": args.steps, "epochs": args.epochs, "minutes": args.minutes,
-                "seed": args.seed,
-                "dataset": {"name": args.data, "data_file": _abs(args.data_file),
-                            "data_dir": _abs(args.data_dir), "options": data_opts},
-                "meta": dataset.meta, "version": _version(),
-            })
-        summary = fit(model, dataset, out, steps=args.steps, epochs=args.epochs, minutes=args.minutes,
-                      seed=args.seed, options=opts, progress=not args.quiet, device=device)
+    with own_run_directory(out, job):
+        state = run_state(out)
+        job.barrier()                    # every process has looked before rank 0 changes anything
+        if args.resume:
+            summary, resumed = _resume_run(args, out, state, device, job)
+        else:
+            summary, resumed = _new_run(args, out, state, device, job), False
     if not job.is_main:
+        return 0
+    stop = {"patience": " (validation stopped improving)", "lr_floor": " (learning rate at its floor)",
+            "minutes": " (time budget spent)"}.get(summary.stop_reason, "")
+    if resumed and summary.wall_s == 0.0:      # the run had already reached its end
+        print(f"nothing to train: the run in {out} had already ended at step {summary.steps}{stop}; "
+              "a larger --steps, --epochs or --minutes extends it")
         return 0
     best = "" if summary.best_valid is None else (
         f"; best validation loss {summary.best_valid:.4f} at step {summary.best_step}")
-    stop = {"patience": " (validation stopped improving)", "lr_floor": " (learning rate at its floor)",
-            "minutes": " (time budget spent)"}.get(summary.stop_reason, "")
     print(f"trained {args.model} for {summary.steps} steps{stop} in {summary.wall_s:.1f} s{best}; "
           f"run saved in {out}")
     return 0
+
+
+def _notice(text: str) -> None:
+    print(f"probseq: {text}", file=sys.stderr)
+
+
+def _new_run(args, out: Path, state: str, device, job):
+    """``fit`` without ``--resume``: a run from the command line's options."""
+    from probseq.models.registry import model_class
+
+    if state == "resumable":
+        raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    if state == "weights":
+        raise UserError(f"{out} already holds a run's weights but no checkpoint to resume from; "
+                        "choose another --out (or delete it to start over)")
+    if state == "started" and job.is_main:
+        _notice(f"{out} holds a run that stopped before its first checkpoint; starting it over")
+    cls = model_class(args.model)
+    model_opts, train_opts, data_opts = _route_options(cls, args.data, _parse_sets(args.set))
+    dataset = _load_data(args.data, args.data_file, args.data_dir, data_opts)
+    config = {"model": args.model, "hyperparameters": model_opts, "training": train_opts,
+              "steps": args.steps, "epochs": args.epochs, "minutes": args.minutes,
+              "seed": 0 if args.seed is None else args.seed,
+              "dataset": {"name": args.data, "data_file": _abs(args.data_file),
+                          "data_dir": _abs(args.data_dir), "options": data_opts}}
+    return _start_run(config, dataset, out, device, job, quiet=args.quiet)
+
+
+def _start_run(config: dict[str, Any], dataset, out: Path, device, job, *, quiet: bool):
+    """Build, check, write ``run.json`` (only now: everything it says has been checked) and train."""
+    import torch
+
+    from probseq.models.registry import build_model
+    from probseq.train.checkpoint import write_run_info
+    from probseq.train.fit import fit, training_options
+
+    torch.manual_seed(config["seed"])
+    model = build_model(config["model"], dataset.spec, config["hyperparameters"])
+    opts = training_options(model, config["training"])
+    for split, examples in dataset.splits.items():
+        model.validate_examples(examples, f"the {split} split")
+    if job.is_main:
+        (out / "log.jsonl").unlink(missing_ok=True)      # a failed start's log, when starting over
+        write_run_info(out, {
+            **config, "spec": dataset.spec.to_dict(), "hyperparameters": model.config, "training": opts,
+            "meta": dataset.meta, "version": _version(),
+        })
+    return fit(model, dataset, out, steps=config["steps"], epochs=config["epochs"], minutes=config["minutes"],
+               seed=config["seed"], options=opts, progress=not quiet, device=device)
+
+
+def _resume_run(args, out: Path, state: str, device, job):
+    """``fit --resume``: the run's own model, data, options and seed; a new budget if given.
+
+    Returns ``(summary, resumed)``; ``resumed`` is false when the run had no checkpoint and
+    started over from its ``run.json``.
+    """
+    from probseq.data.spec import DataSpec
+    from probseq.models.registry import build_model
+    from probseq.train.checkpoint import read_run_info, write_run_info
+    from probseq.train.fit import fit
+
+    info = read_run_info(out)
+    if info["model"] != args.model:
+        raise UserError(f"{out} holds a {info['model']!r} run, not {args.model!r}")
+    _check_resume_options(args, info, out)
+    d = info["dataset"]
+    if args.steps is not None or args.epochs is not None:    # a new training length replaces the old
+        info["steps"], info["epochs"] = args.steps, args.epochs
+    if args.minutes is not None:
+        info["minutes"] = args.minutes
+    if state == "weights":
+        raise UserError(f"{out} holds weights but no checkpoint.pt, so it cannot be resumed; "
+                        "choose another --out to train again")
+    dataset = _load_data(d["name"], d.get("data_file"), d.get("data_dir"), d.get("options") or {},
+                         info.get("meta"))
+    if state == "started":
+        if job.is_main:
+            _notice(f"{out} has no checkpoint (its run stopped before the first one); starting it over "
+                    "with the settings in its run.json")
+        config = {k: info.get(k) for k in ("model", "hyperparameters", "training", "steps", "epochs",
+                                           "minutes", "seed", "dataset")}
+        config["seed"] = config["seed"] or 0
+        return _start_run(config, dataset, out, device, job, quiet=args.quiet), False
+    model = build_model(info["model"], DataSpec.from_dict(info["spec"]), info["hyperparameters"])
+    if job.is_main:
+        write_run_info(out, {k: v for k, v in info.items() if k != "format"})   # the new budget
+    summary = fit(model, dataset, out, steps=info.get("steps"), epochs=info.get("epochs"),
+                  minutes=info.get("minutes"), seed=info.get("seed") or 0, options=info.get("training"),
+                  resume=True, progress=not args.quiet, device=device)
+    return summary, True
+
+
+def _check_resume_options(args, info: dict[str, Any], out: Path) -> None:
+    """Refuse, in one sentence, a ``--resume`` whose options would change the run.
+
+    ``--data``, ``--data-file``/``--data-dir``, ``--set`` and ``--seed`` may be repeated as the run
+    was set up (so the command that started a run, with ``--resume`` added, continues it); a
+    different value is refused. The training length (``--steps``, ``--epochs``, ``--minutes``)
+    may change: that is what extending a run means.
+    """
+    from probseq.models.registry import model_class, parse_option_value
+
+    d = info["dataset"]
+    again = "--resume continues a run as it was set up; start a new run (another --out) to change it"
+    if args.data != d["name"]:
+        raise UserError(f"{out} was fitted to --data {d['name']}, not {args.data}; {again}")
+    for flag, key, given in (("--data-file", "data_file", args.data_file), ("--data-dir", "data_dir", args.data_dir)):
+        if given is not None and _abs(given) != d.get(key):
+            raise UserError(f"{out} was fitted to {flag} {d.get(key)}, not {_abs(given)}; {again}")
+    if args.seed is not None and args.seed != info.get("seed", 0):
+        raise UserError(f"{out} was fitted with --seed {info.get('seed', 0)}, not {args.seed}; {again}")
+    model_opts, train_opts, data_opts = _route_options(model_class(info["model"]), d["name"],
+                                                       _parse_sets(args.set))
+    recorded = [(model_opts, info.get("hyperparameters") or {}), (train_opts, info.get("training") or {}),
+                (data_opts, d.get("options") or {})]
+    for given, stored in recorded:
+        for key, text in given.items():
+            before = stored.get(key)
+            value = text if not isinstance(text, str) else parse_option_value(key, text, before)
+            if value != before:
+                raise UserError(f"--set {key}={text} differs from the run's {key}={before}; {again}")
 
 
 def _version() -> str:
@@ -373,7 +472,7 @@ def cmd_datasets(args) -> int:
 def cmd_download(args) -> int:
     from probseq.data.download import download
 
-    paths = download(args.name, mirror=args.mirror, progress=not args.quiet, force=args.force)
+    paths = download(args.name, mirror=args.mirror, progress=not args.quiet, force=args.force, report=_notice)
     print(f"{args.name}: " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -451,6 +550,12 @@ def build_parser() -> argparse.ArgumentParser:
     def device_arg(p):
         p.add_argument("--device", default="auto", metavar="DEVICE",
                        help="auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps")
+        threads_arg(p)
+
+    def threads_arg(p):
+        p.add_argument("--threads", type=int, default=0, metavar="N",
+                       help="CPU threads (default 0: the cores the load average leaves free, at most 4; "
+                            "OMP_NUM_THREADS when set)")
 
     def data_args(p, required=False):
         p.add_argument("--data", required=required, help="dataset name (see `probseq datasets`)")
@@ -468,10 +573,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, help="wall-clock budget for training (with --resume: a new budget)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="model hyperparameter, training option or dataset option (repeatable)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--out", required=True, help="run directory to create")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint, with its own data, options and "
+                        "seed (repeating them is allowed, changing them is refused); --steps, --epochs "
+                        "and --minutes set a new training length")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     device_arg(p)
     p.set_defaults(func=cmd_fit)
@@ -569,7 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="the dataset's directory (your own copy)")
     p.add_argument("--device", help="passed to probseq fit and evaluate")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch threads for training")
+    threads_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar while training")
     p.set_defaults(func=cmd_reproduce)
 
@@ -592,6 +699,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--samples", type=int, help="samples / chains for estimators (as in evaluate)")
     p.add_argument("--seed", type=int, default=0)
+    threads_arg(p)
     p.set_defaults(func=cmd_plot)
     return parser
 
@@ -599,7 +707,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    restore_threads = None
     try:
+        if getattr(args, "threads", None) is not None:   # every command that computes
+            import torch
+
+            from probseq.threads import use_threads
+
+            restore_threads = torch.get_num_threads()    # for callers in the same process (tests)
+            use_threads(args.threads)
         return args.func(args)
     except UserError as exc:
         print(f"probseq: error: {exc}", file=sys.stderr)
@@ -616,6 +732,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         _leave_process_group()
+        if restore_threads is not None:
+            import torch
+
+            torch.set_num_threads(restore_threads)
 
 
 def _leave_process_group() -> None:

@@ -63,6 +63,8 @@ def run_demo(out: Path, *, steps: int = 300, quiet: bool = False,
     from probseq.train.fit import fit, training_options
 
     out = Path(out)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise UserError(f"the demo's number of training steps must be a positive integer, got {steps}")
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} exists and is not empty; choose another --out")
     started = time.perf_counter()

@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 from probseq.errors import UserError
 
-__all__ = ["Published", "Evaluation", "Protocol", "PROTOCOLS", "protocol", "reproduce"]
+__all__ = ["Published", "Evaluation", "Protocol", "PROTOCOLS", "protocol", "reproduce", "check_run"]
 
 
 @dataclass(frozen=True)
@@ -240,8 +240,14 @@ def reproduce(name: str, args: list[str] | None = None, *, run_command: Callable
         train_wall = time.perf_counter() - started
     run = Path(run)
     stop = _stop_event(run)
-    partial = ((steps is not None and steps != proto.steps) or bool(sets)
-               or (stop or {}).get("reason") == "minutes")
+    # an existing run must be the protocol's model, data and recipe (refused otherwise); a run
+    # this command trained can only differ by the user's --set, which makes it partial
+    reasons = check_run(proto, run, refuse=fit_summary is None)
+    if steps is not None and steps != proto.steps:
+        reasons.insert(0, f"--steps {steps} replaced the protocol's {proto.steps or 'open-ended'} training")
+    if sets:
+        reasons.insert(0, f"extra options {', '.join(sets)}")
+    partial = bool(reasons)
     rows = []
     for ev in proto.evaluations:
         argv = ["evaluate", str(run), "--split", "test", "--json", "--metric", ev.metric, *device_args]
@@ -264,7 +270,7 @@ def reproduce(name: str, args: list[str] | None = None, *, run_command: Callable
         "protocol": proto.name, "arguments": list(args or []), "title": proto.title,
         "model": proto.model, "dataset": proto.data, "convention": proto.convention,
         "settings": proto.settings, "overrides": list(sets or []), "protocol_steps": proto.steps,
-        "partial": bool(partial),
+        "partial": bool(partial), "partial_reasons": list(dict.fromkeys(reasons)),
         "stop": stop, "run_dir": str(run), "train_wall_s": None if train_wall is None else round(train_wall, 1),
         "fit": fit_summary, "commands": commands, "results": rows,
     }
@@ -272,25 +278,103 @@ def reproduce(name: str, args: list[str] | None = None, *, run_command: Callable
     return summary
 
 
-def _stop_event(run: Path) -> dict[str, Any] | None:
-    """The last ``stop``/``end`` event of a run's log (why and when training ended)."""
+def _last_session(run: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """``(stop, end)``: the ``stop`` and ``end`` records of the run's last training session
+    (``None`` where the log has none: a run still going, or killed)."""
+    from probseq.evaluate.run_plots import read_log_records
+
     path = run / "log.jsonl"
     if not path.is_file():
-        return None
-    stops, ends = [], []
-    for line in path.read_text().splitlines():
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        (stops if event.get("event") == "stop" else ends if event.get("event") == "end" else []).append(event)
-    return (stops or ends or [None])[-1]
+        return None, None
+    stop = end = None
+    for _, record in read_log_records(path)[0]:
+        event = record.get("event")
+        if event in ("start", "resume"):
+            stop = end = None
+        elif event == "stop":
+            stop = record
+        elif event == "end":
+            end = record
+    return stop, end
+
+
+def _stop_event(run: Path) -> dict[str, Any] | None:
+    """The last ``stop``/``end`` event of a run's log (why and when training ended)."""
+    stop, end = _last_session(run)
+    return stop or end
+
+
+#: trainer options that change no result (how often the run writes), left out of the comparison
+_BOOKKEEPING = ("checkpoint_every", "log_every")
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON reads it back (tuples become lists), for comparing with ``run.json``."""
+    return json.loads(json.dumps(value))
+
+
+def check_run(proto: Protocol, run: str | Path, *, refuse: bool = True) -> list[str]:
+    """Check a run directory against protocol ``proto``; return why it is partial (empty: complete).
+
+    * Its model, its dataset and every option the protocol sets must be the protocol's: with
+      ``refuse`` a difference is a :class:`UserError` sentence (the run is not this protocol),
+      otherwise it is a reason for *partial* (the user's ``--set`` on a run this command trained).
+    * Options the protocol leaves at the model's recipe but the run changed (``hidden=6``) make it
+      partial.
+    * How it ended: a protocol with a step count is partial when the run trained fewer steps; an
+      open-ended one ("until validation stops improving") when the run was stopped by a step count,
+      an epoch count or a time budget instead; a run whose log has no end is partial.
+    """
+    from probseq.data.spec import DataSpec
+    from probseq.models.registry import build_model
+    from probseq.train.checkpoint import read_run_info
+    from probseq.train.fit import training_options
+
+    run = Path(run)
+    info = read_run_info(run)
+    reasons: list[str] = []
+
+    def differs(text: str) -> None:
+        if refuse:
+            raise UserError(f"{run} is not a run of {proto.name} ({proto.title}): {text}")
+        reasons.append(text)
+
+    if info["model"] != proto.model:
+        differs(f"it holds a {info['model']} model, the protocol trains {proto.model}")
+    if info["dataset"]["name"] != proto.data:
+        differs(f"it was fitted to {info['dataset']['name']}, the protocol uses {proto.data}")
+    recorded = {**(info["dataset"].get("options") or {}), **(info.get("training") or {}),
+                **info["hyperparameters"]}
+    for key, wanted in proto.settings.items():
+        if key not in recorded or _plain(recorded[key]) != _plain(wanted):
+            differs(f"it has {key}={recorded.get(key, 'unset')}, the protocol sets {key}={wanted}")
+    if info["model"] == proto.model:     # options the recipe leaves alone
+        model_settings = {k: v for k, v in proto.settings.items() if k in info["hyperparameters"]}
+        model = build_model(proto.model, DataSpec.from_dict(info["spec"]), model_settings)
+        training = training_options(model, {k: v for k, v in proto.settings.items()
+                                            if k in (info.get("training") or {}) and k not in model_settings})
+        for stored, expected in ((info["hyperparameters"], model.config), (info.get("training") or {}, training)):
+            changed = sorted(k for k in stored if k not in _BOOKKEEPING and k in expected
+                             and _plain(stored[k]) != _plain(expected[k]))
+            if changed:
+                reasons.append("options beyond the protocol: " + ", ".join(f"{k}={stored[k]}" for k in changed))
+    stop, end = _last_session(run)
+    reason = (stop or {}).get("reason", "steps")
+    if end is None:
+        reasons.append("its log records no end of training (still running, or killed)")
+    elif proto.steps is not None and end["step"] < proto.steps:
+        reasons.append(f"it trained {end['step']} of the protocol's {proto.steps} steps"
+                       + (" (the time budget ran out)" if reason == "minutes" else ""))
+    elif proto.steps is None and reason not in ("patience", "lr_floor"):
+        cut = "the time budget" if reason == "minutes" else f"a training length ({reason})"
+        reasons.append(f"{cut} ended it at step {end['step']}, before validation stopped improving")
+    return reasons
 
 
 def format_result(summary: dict[str, Any]) -> str:
     """Our figure beside the paper's, one line per evaluation, then the convention."""
-    lines = [f"{summary['title']}" + (" (PARTIAL: the protocol did not run to its end)"
-                                       if summary["partial"] else "")]
+    why = "; ".join(summary.get("partial_reasons") or []) or "the protocol did not run to its end"
+    lines = [f"{summary['title']}" + (f" (PARTIAL: {why})" if summary["partial"] else "")]
     for row in summary["results"]:
         ours = "n/a" if row["ours"] is None else f"{row['ours']:.4f}"
         label = f"{row['metric']} [{row['kind'] or row['metric']}, {row['estimator'] or ''}]".replace(", ]", "]")

@@ -39,9 +39,19 @@ def test_read_training_log_keeps_the_last_record_of_a_step_after_a_resume(tmp_pa
 def test_read_training_log_errors_are_one_sentence(tmp_path):
     with pytest.raises(UserError, match="has no log.jsonl"):
         read_training_log(tmp_path)
-    (tmp_path / "log.jsonl").write_text('{"step": 1}\nnot json\n')
-    with pytest.raises(UserError, match="line 2 of .* is not JSON"):
-        read_training_log(tmp_path)
+
+
+def test_read_training_log_skips_unreadable_lines_and_says_which(tmp_path):
+    """A line cut short by a kill, bytes that are not UTF-8, an array, no step, a text loss (issue 20)."""
+    (tmp_path / "log.jsonl").write_bytes(
+        b'{"step": 1, "event": "train", "loss": 2.0}\nnot json\n[1, 2]\n{"event": "train", "loss": 1}\n'
+        b'{"step": 3, "event": "train", "loss": "low"}\n\xff\xfe\n{"step": 4, "event": "train", "loss": 1.5}\n'
+        b'{"step": 4, "event": "valid", "valid_loss": 1.7}\n{"step": 5, "event": "tra')
+    log = read_training_log(tmp_path)
+    assert log.train_steps == [1, 4] and log.train_loss == [2.0, 1.5] and log.valid_steps == [4]
+    assert log.skipped == ["line 2 is not JSON", "line 3 is not a JSON object", "line 4 has no integer step",
+                           "line 6 is not UTF-8 text", "line 9 is not JSON",
+                           "line 5 has a loss that is not a number"]
 
 
 @pytest.mark.parametrize("suffix,magic", [(".png", b"\x89PNG"), (".svg", b"<?xml")])

@@ -80,8 +80,8 @@ def _graph() -> dict[str, set[str]]:
 # The layers, bottom first. A module may import from its own layer and the layers below it, never
 # from a layer above. A unit is a subpackage of probseq or a top-level module (``probseq.parallel``).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    # errors, devices, dtypes, what a log-likelihood number is, length distributions
-    ("core", ("errors", "device", "precision", "likelihood", "lengths")),
+    # errors, devices, thread counts, dtypes, what a log-likelihood number is, length distributions
+    ("core", ("errors", "device", "threads", "precision", "likelihood", "lengths")),
     # self-contained algorithms that know no dataset or model: CTC dynamic programs and features,
     # text vocabularies, optimisers, Monte Carlo estimators of log Z, torch.distributed plumbing
     ("primitives", ("ctc", "text", "optim", "estimators", "parallel")),

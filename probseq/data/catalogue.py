@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from probseq.data.home import DATA_HOME_VARIABLE, data_home, find_in_home
 from probseq.data.registry import DatasetInfo, dataset_infos
@@ -16,7 +17,8 @@ class DatasetStatus:
 
     Attributes:
         info: the registry entry.
-        status: ``"present"``, ``"missing"``, ``"embedded"`` (ships inside probseq),
+        status: ``"present"``, ``"damaged"`` (a file ``probseq download`` installs that fails
+            its checksum), ``"missing"``, ``"embedded"`` (ships inside probseq),
             ``"generated"`` (made on demand; nothing to find) or ``"yours"`` (no place in the data
             home: the user's own files, ``midi``, ``arrays``, ...).
         path: where it was found, or where it was looked for (the first place in the data home),
@@ -28,6 +30,8 @@ class DatasetStatus:
     status: str
     path: str | None
     downloadable: bool
+    #: for ``"damaged"``: what is wrong with it
+    problem: str | None = None
 
 
 def _status(info: DatasetInfo) -> DatasetStatus:
@@ -36,6 +40,9 @@ def _status(info: DatasetInfo) -> DatasetStatus:
     downloadable = info.name in DOWNLOADS
     found = find_in_home(info.home) if info.home else None
     if found is not None:
+        problem = _damage(info.name, found)
+        if problem is not None:
+            return DatasetStatus(info, "damaged", str(found), downloadable, problem)
         return DatasetStatus(info, "present", str(found), downloadable)
     if info.needs == "none":
         return DatasetStatus(info, "generated", None, downloadable)
@@ -46,6 +53,18 @@ def _status(info: DatasetInfo) -> DatasetStatus:
     first = data_home() / info.home[0] if info.home else None
     looked = None if first is None else str(first.parent if "*" in first.name else first)
     return DatasetStatus(info, "missing", looked, downloadable)
+
+
+def _damage(name: str, found: Path) -> str | None:
+    """What is wrong with ``found`` when it is a file ``probseq download NAME`` installs (checked as
+    a download is), else ``None`` (also for the user's own copies under other names)."""
+    from probseq.data.download import DOWNLOADS, installed_problem
+
+    home = data_home()
+    for remote in DOWNLOADS[name].files if name in DOWNLOADS else ():
+        if Path(found) == home / remote.target:
+            return installed_problem(remote, home)
+    return None
 
 
 def dataset_statuses() -> list[DatasetStatus]:
@@ -66,6 +85,10 @@ def print_catalogue() -> int:
         print(f"{pad}  source: {r.info.source}")
         if r.status == "present":
             line = f"present  {r.path}"
+        elif r.status == "damaged":
+            fix = (f"`probseq download {r.info.name}` fetches it again" if r.downloadable
+                   else "replace it")
+            line = f"DAMAGED  {r.path} ({r.problem}; {fix})"
         elif r.status == "yours":
             line = "your own files (nothing to fetch; see `source`)"
         elif r.status == "generated":

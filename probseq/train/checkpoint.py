@@ -18,7 +18,9 @@ Every ``.pt`` file is written atomically (temporary file, then ``os.replace``) a
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -36,7 +38,13 @@ RUN_FORMAT = "probseq-run"
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same directory, then rename over ``path``."""
+    """``torch.save`` to a temporary file in the same directory, then rename over ``path``.
+
+    A failed write (a full disk, a quota) removes the temporary file, leaves ``path`` as it was and
+    raises one :class:`UserError` sentence; a process killed mid-write leaves the temporary file
+    ``.NAME.*.tmp``, which the next ``probseq fit`` on the directory removes
+    (:func:`probseq.train.run_directory.remove_temporaries`).
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -45,9 +53,16 @@ def atomic_save(obj: Any, path: Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UserError(f"could not write {path}: no space left on the device (the previous "
+                            f"{path.name} is unchanged); free some space and continue with --resume") from None
+        if isinstance(exc, OSError):
+            raise UserError(f"could not write {path}: {exc.strerror or exc}") from None
+        if isinstance(exc, RuntimeError) and "PytorchStreamWriter" in str(exc):   # torch's zip writer
+            raise UserError(f"could not write {path} ({str(exc).splitlines()[0]}); is the disk full?") from None
         raise
 
 
@@ -98,7 +113,51 @@ def read_run_info(run_dir: Path) -> dict[str, Any]:
         raise UserError(f"{path} is corrupt (not valid JSON)") from None
     if not isinstance(info, dict) or info.get("format") != RUN_FORMAT:
         raise UserError(f"{path} is not a probseq run description")
+    _check_run_info(info, path)
     return info
+
+
+#: the fields of ``run.json`` that every command reads: (name, accepted types, required)
+_RUN_FIELDS = (("model", (str,), True), ("spec", (dict,), True), ("hyperparameters", (dict,), True),
+               ("training", (dict,), False), ("dataset", (dict,), True), ("seed", (int,), False),
+               ("steps", (int, type(None)), False), ("epochs", (int, float, type(None)), False),
+               ("minutes", (int, float, type(None)), False), ("meta", (dict, type(None)), False))
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    return " or ".join("null" if t is type(None) else {"str": "a string", "dict": "an object",
+                                                        "int": "an integer", "float": "a number"}[t.__name__]
+                       for t in types)
+
+
+def _check_run_info(info: dict[str, Any], path: Path) -> None:
+    """One sentence for a ``run.json`` whose fields have the wrong types (hand-edited or damaged).
+
+    The hyperparameters' own types and ranges are checked when the model is built
+    (:func:`probseq.models.registry.build_model`), against the model's declared defaults.
+    """
+    for name, types, required in _RUN_FIELDS:
+        if name not in info:
+            if required:
+                raise UserError(f"{path} lacks the field {name!r}")
+            continue
+        value = info[name]
+        if isinstance(value, bool) or not isinstance(value, types) or (
+                isinstance(value, float) and not math.isfinite(value)):
+            raise UserError(f"{path}: the field {name!r} should be {_type_names(types)}, got {value!r}")
+    spec = info["spec"]
+    if not isinstance(spec.get("kind"), str) or isinstance(spec.get("dim"), bool) \
+            or not isinstance(spec.get("dim"), int) or spec["dim"] < 1:
+        raise UserError(f"{path}: the field 'spec' should be {{\"kind\": ..., \"dim\": a positive integer}}, "
+                        f"got {spec!r}")
+    dataset = info["dataset"]
+    if not isinstance(dataset.get("name"), str):
+        raise UserError(f"{path}: the dataset should have a name, got {dataset!r}")
+    for key in ("data_file", "data_dir"):
+        if not isinstance(dataset.get(key), (str, type(None))):
+            raise UserError(f"{path}: the dataset's {key} should be a path or null, got {dataset[key]!r}")
+    if not isinstance(dataset.get("options"), (dict, type(None))):
+        raise UserError(f"{path}: the dataset's options should be an object, got {dataset['options']!r}")
 
 
 def save_weights(run_dir: Path, model: torch.nn.Module) -> None:

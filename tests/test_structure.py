@@ -116,6 +116,45 @@ def _upward_imports(graph: dict[str, set[str]]) -> list[str]:
     return offences
 
 
+#: Private attributes probseq reads on objects other than ``self``/``cls`` on purpose, each with why:
+#: ``(module, the expression as written)`` -> reason. Keep it short; anything else is an offence.
+PRIVATE_ACCESS_ALLOWED: dict[tuple[str, str], str] = {
+    ("probseq.io.safe_pickle", "numeric._frombuffer"):
+        "numpy pickles arrays through numpy's _frombuffer; the restricted unpickler must name the "
+        "function to allow exactly it",
+}
+#: namedtuple's documented public methods (the underscore only keeps them apart from field names)
+NAMEDTUPLE_API = frozenset({"_replace", "_asdict", "_make", "_fields", "_field_defaults"})
+_OWN = ("self", "cls")
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__") and name not in NAMEDTUPLE_API
+
+
+def _is_own(value: ast.expr) -> bool:
+    """``self``, ``cls`` or ``super()``: the object whose private names the code may read."""
+    if isinstance(value, ast.Name):
+        return value.id in _OWN
+    return isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "super"
+
+
+def _private_accesses(tree: ast.AST) -> list[tuple[int, str]]:
+    """``(line, expression)`` for every read or write of a private attribute of an object other than
+    ``self``/``cls``/``super()``: ``other._x``, ``self.part._x``, ``getattr(other, "_x")`` (and
+    ``setattr``/``hasattr``/``delattr``)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _is_private(node.attr) and not _is_own(node.value):
+            found.append((node.lineno, ast.unparse(node)))
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and node.func.id in ("getattr", "setattr", "hasattr", "delattr") and len(node.args) >= 2
+              and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)
+              and _is_private(node.args[1].value) and not _is_own(node.args[0])):
+            found.append((node.lineno, ast.unparse(node)))
+    return found
+
+
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components with more than one module (Tarjan, iterative)."""
     index: dict[str, int] = {}
@@ -208,6 +247,31 @@ def test_no_module_imports_another_modules_private_name():
     offences = [f"{m} imports {name} from {target}" for m in MODULES for target, name in _imports(m)
                 if name is not None and name.startswith("_") and not name.startswith("__")]
     assert not offences, "; ".join(offences)
+
+
+def test_private_access_check_sees_what_it_must():
+    code = """
+def f(self, vrnn, rbm, frame):
+    vrnn._prior(self._h)
+    self.rbm._scaled(frame)
+    getattr(rbm, "_velocity", None)
+    super()._load(self.__dict__, frame.__class__, cls._cache)
+    packed._replace(data=1)
+"""
+    found = [expr for _, expr in _private_accesses(ast.parse(code))]
+    assert sorted(found) == sorted(["vrnn._prior", "self.rbm._scaled", "getattr(rbm, '_velocity', None)"])
+
+
+def test_no_module_reads_a_private_attribute_of_another_object():
+    offences, used = [], set()
+    for m, path in MODULES.items():
+        for line, expr in _private_accesses(ast.parse(path.read_text(), str(path))):
+            if (m, expr) in PRIVATE_ACCESS_ALLOWED:
+                used.add((m, expr))
+            else:
+                offences.append(f"{path.relative_to(ROOT.parent)}:{line}: {expr}")
+    assert not offences, "private attributes read across objects: " + "; ".join(offences)
+    assert used == set(PRIVATE_ACCESS_ALLOWED), f"stale allow-list entries: {set(PRIVATE_ACCESS_ALLOWED) - used}"
 
 
 def test_private_modules_are_imported_only_inside_their_package():

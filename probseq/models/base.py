@@ -48,6 +48,13 @@ class SequenceModel(nn.Module):
         hyperparameters: constructor keyword arguments and their defaults (``--set key=value``).
         training_defaults: overrides of the trainer's defaults (learning rate, batch size, ...).
         contract_example: a tiny configuration the generic tests build (a test fails without one).
+
+    On the class, ``likelihood_kind`` and ``training_defaults`` answer for the family; where an
+    instance's answer depends on its configuration (a TRBM small enough to enumerate, a thesis
+    preset), the subclass declares them with
+    :class:`~probseq.models.capabilities.instance_capability` so that ``model.likelihood_kind`` is
+    this model's answer and ``Model.likelihood_kind`` still the family's. Never assign them on an
+    instance (``tests/test_capabilities.py``).
     """
 
     name: ClassVar[str] = ""

@@ -66,13 +66,15 @@ class DivergenceWatch:
         ref = self.reference
         return absurd_loss(loss) or loss - ref > GROWTH_FACTOR * max(abs(ref), 1.0)
 
-    def check(self, loss: float, step: int) -> str | None:
-        """Judge the loss of ``step``; the first time it has diverged, warn and return the message."""
+    def check(self, loss: float, step: int, *, warn: bool = True) -> str | None:
+        """Judge the loss of ``step``; the first time it has diverged, warn (unless ``warn`` is false:
+        the other ranks of a ``torchrun`` job, which judge the same pooled loss) and return the message."""
         if not self.diverged(loss) or self.warned_at is not None:
             return None
         self.warned_at = step
         message = (f"training diverged at step {step}: the training loss is {loss:.4g} per frame "
                    f"(it started at {self.reference:.4g}); the run goes on, but try a smaller learning "
                    f"rate (--set lr=...) or a tighter clip (--set clip=...)")
-        warnings.warn(message, TrainingDivergedWarning, stacklevel=3)
+        if warn:
+            warnings.warn(message, TrainingDivergedWarning, stacklevel=3)
         return message

@@ -309,7 +309,7 @@ class Trainer:
         if state.step % int(opts["log_every"]) == 0:
             self.log(event="train", loss=value, lr=lr, elapsed_s=round(self.elapsed(), 3))
         if math.isfinite(value):
-            message = self.divergence.check(value, state.step)
+            message = self.divergence.check(value, state.step, warn=job.is_main)
             if message is not None:
                 self.log(event="divergence", loss=value, reference=self.divergence.reference, message=message)
         self._out_of_time = self.budget_s is not None and bool(job.broadcast_value(self.elapsed() >= self.budget_s))

@@ -9,11 +9,16 @@ Conventions (DESIGN.md): NLL in nats, positive, lower is better.
 for bounds without one): with independent per-sequence errors ``s_i``,
 ``stderr = sqrt(sum_i s_i^2) / sum_i T_i``. The spread over test sequences is a different thing; it
 enters the paired comparisons of :mod:`probseq.evaluate.compare`.
+
+``note`` (:func:`estimator_note`): when the number came from a quick default setting of an
+estimator (AIS with few chains and intermediate distributions, an ELBO), one sentence saying how to
+ask for the expensive, tighter setting and about how much longer it takes.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +30,45 @@ from probseq.device import generator_for
 from probseq.evaluate.chunking import DEFAULT_FRAME_BUDGET, score_batches
 from probseq.likelihood import likelihood_labels
 
-__all__ = ["SplitScores", "score_split"]
+__all__ = ["SplitScores", "score_split", "estimator_note"]
+
+#: the tighter annealing setting a note points to: chains x intermediate distributions per frame
+_TIGHT_CHAINS, _TIGHT_STEPS = 20, 1000
+#: the TRBM's trajectories in that setting
+_TIGHT_TRAJECTORIES = 10
+_ANNEALED = re.compile(r"^(?:is-(\d+)-)?(ais|raise)-(\d+)x(\d+)$")
+
+
+def estimator_note(estimator: str) -> str | None:
+    """How to ask for a tighter figure than the one labelled ``estimator``, or ``None``.
+
+    ``ais-CxS`` / ``raise-CxS`` (RBM frames: ``C`` chains x ``S`` intermediate distributions per
+    frame) and ``is-K-ais-CxS`` (TRBM: ``K`` hidden trajectories) below 20 x 1000 (and 10
+    trajectories): the tighter setting by name and its cost relative to this one. ``elbo`` and
+    ``iwae-K`` below 1000: the importance-weighted bound with 1000 samples.
+    """
+    m = _ANNEALED.match(estimator)
+    if m:
+        trajectories, method, chains, steps = m.groups()
+        k = int(trajectories) if trajectories else None
+        work = (k or 1) * int(chains) * int(steps)
+        tight_k = max(k or 1, _TIGHT_TRAJECTORIES) if k else 1
+        tight = tight_k * max(int(chains), _TIGHT_CHAINS) * max(int(steps), _TIGHT_STEPS)
+        if tight <= work:
+            return None
+        option = f"--estimator {method}-{max(int(chains), _TIGHT_CHAINS)}x{max(int(steps), _TIGHT_STEPS)}"
+        if k:
+            option += f" --samples {tight_k}"
+        other = "raise" if method == "ais" else "ais"
+        return (f"a quick setting ({chains} chains x {steps} intermediate distributions per frame"
+                + (f", {k} hidden trajectories" if k else "") + f"); for the tighter one pass {option} "
+                f"(about {tight / work:.0f} times as long), and the same with {other} for the other "
+                "side of the sandwich")
+    if estimator == "elbo" or (estimator.startswith("iwae-") and estimator[5:].isdigit()
+                               and int(estimator[5:]) < 1000):
+        return (f"a lower bound ({estimator}); --estimator iwae --samples 1000 gives a tighter one "
+                "(the cost grows with the samples)")
+    return None
 
 
 @dataclass
@@ -54,6 +97,9 @@ class SplitScores:
         }
         if self.stderr is not None:
             out["stderr"] = float(math.sqrt(float(np.sum(self.stderr ** 2))) / frames)
+        note = estimator_note(self.estimator)
+        if note is not None:
+            out["note"] = note
         return out
 
 

@@ -1,7 +1,10 @@
 """Pieces shared by the sequence models whose frames are RBMs (RTRBM, RNN-RBM).
 
 * choosing the likelihood estimator: ``exact`` (enumerating the smaller layer of every step's RBM)
-  by default when that layer has at most ``exact_max_units`` units, otherwise ``ais``;
+  by default when that layer has at most ``exact_max_units`` units, otherwise ``ais``; a name may
+  carry its own setting, ``ais-<chains>x<steps>`` or ``raise-<chains>x<steps>`` — the label the
+  scores are printed with — so a quick default's output says how to ask for a tighter estimate
+  (:func:`parse_estimator`, :func:`annealing_setting`; defaults: :data:`QUICK_AIS`);
 * the per-sequence log-likelihood ``sum_t [-F_t(x_t) - log Z_t]`` over the real (unpadded) frames,
   with the AIS standard error ``sqrt(sum_t se_t^2)`` (the steps' chains are independent), or
   ``sum_t log P_t(x_t)`` by RAISE per step (:mod:`probseq.estimators.reverse_annealing`: each
@@ -22,19 +25,57 @@ from probseq.frames.rbm import RBM
 from probseq.frames.rbm_annealing import rbm_raise_log_prob
 from probseq.precision import full_precision
 
-__all__ = ["resolve_estimator", "estimator_label", "likelihood_kind", "sequence_log_prob",
+__all__ = ["QUICK_AIS", "TIGHT_AIS", "parse_estimator", "annealing_setting", "resolve_estimator", "estimator_label", "likelihood_kind", "sequence_log_prob",
            "VALIDATION_CRITERIA", "VALIDATION_HYPERPARAMETERS", "check_validation_criterion",
            "scores_likelihood", "likelihood_validation_loss", "prediction_loss",
            "initialise_from_frames", "thesis_cd_steps"]
 
 
+#: the default AIS setting of the RBM sequence models (``ais_chains`` x ``ais_steps`` per frame):
+#: chosen so that scoring the JSB test split (4,725 frames, 88 keys) with an RBM of 100-150 hidden
+#: units takes about a minute on one CPU core (benchmarks/RESULTS.md, "evaluation at a cost a user
+#: accepts"); the chain noise is negligible there, the bias of the short schedule is not, hence
+#: few chains and more intermediate distributions
+QUICK_AIS = {"ais_chains": 5, "ais_steps": 500}
+#: the expensive, tighter setting the outputs point to (Salakhutdinov & Murray 2008 use more)
+TIGHT_AIS = (20, 1000)
+
+
+def parse_estimator(name: str) -> tuple[str, int | None, int | None]:
+    """``"ais"`` -> ``("ais", None, None)``; ``"ais-20x1000"`` -> ``("ais", 20, 1000)``
+    (chains x intermediate distributions per frame; also ``raise-...``); anything else is returned
+    as the method with no setting."""
+    method, _, setting = name.partition("-")
+    if method in ("ais", "raise") and setting:
+        chains, x, steps = setting.partition("x")
+        if x and chains.isdigit() and steps.isdigit():
+            return method, int(chains), int(steps)
+        raise UserError(f"cannot read estimator {name!r}: expected {method}-CHAINSxSTEPS, e.g. {method}-20x1000")
+    return name, None, None
+
+
+def annealing_setting(estimator: str, samples: int | None, ais_steps: int | None, chains: int,
+                      steps: int) -> tuple[str, int, int]:
+    """``(method, chains, steps)`` of a (resolved) estimator name: ``samples`` / ``ais_steps`` when
+    given, else the name's own ``-CxS`` setting, else the model's ``chains`` / ``steps``.
+
+    ``samples`` that contradict the name's chains raise :class:`UserError` (one number, one meaning).
+    """
+    method, named_chains, named_steps = parse_estimator(estimator)
+    if samples is not None and named_chains is not None and int(samples) != named_chains:
+        raise UserError(f"--samples {samples} contradicts estimator {estimator!r} "
+                        f"({named_chains} chains); give one of them")
+    return (method, int(samples or named_chains or chains), int(ais_steps or named_steps or steps))
+
+
 def resolve_estimator(model, estimator: str | None, exact_by_default: bool) -> str:
-    """``None`` -> ``exact`` for tiny RBMs, else ``ais``; unknown names raise :class:`UserError`."""
+    """``None`` -> ``exact`` for tiny RBMs, else ``ais``; ``ais-CxS`` / ``raise-CxS`` are kept as
+    given (:func:`parse_estimator`); unknown names raise :class:`UserError`."""
     if estimator is None:
         return "exact" if exact_by_default else "ais"
-    if estimator not in model.estimators:
+    if parse_estimator(estimator)[0] not in model.estimators:
         raise UserError(f"model {model.name!r} does not support estimator {estimator!r}; it supports "
-                        f"{', '.join(model.estimators)}")
+                        f"{', '.join(model.estimators)} (ais and raise also as ais-CHAINSxSTEPS)")
     return estimator
 
 

@@ -26,9 +26,10 @@ so ``mean_k w_k`` over ``K`` trajectories is unbiased for ``P(v_{1:T})`` when ev
     distribution; per-step ``log Z`` exact for tiny models, else AIS): a proper distribution, but
     not the TRBM's ``P`` — 0.5–0.9 nats per sequence away from it on a tiny model; no guarantee.
 
-``--samples`` sets the number of trajectories ``K`` (default 100 for ``is``, 10 otherwise); the
-per-step AIS/RAISE chains and intermediate distributions are the model's ``ais_chains`` and
-``ais_steps``. The standard error is the delta-method error of ``log mean_k w_k``; it includes
+``--samples`` sets the number of trajectories ``K`` (default 100 for ``is``,
+:data:`DEFAULT_TRAJECTORIES` otherwise); the per-step AIS/RAISE chains and intermediate
+distributions are the model's ``ais_chains`` and ``ais_steps`` (:data:`TRBM_QUICK_AIS`: the
+default scores JSB's test split in about a minute), or the name's own, ``ais-20x1000``. The standard error is the delta-method error of ``log mean_k w_k``; it includes
 the per-step estimators' noise (every trajectory's estimates are independent) but not any bias.
 """
 
@@ -41,9 +42,16 @@ from probseq.data.batch import Batch
 from probseq.errors import UserError
 from probseq.estimators.annealing import log_mean_exp_with_stderr
 from probseq.likelihood import LogProb
-from probseq.models._rbm_common import estimator_label, sequence_log_prob
+from probseq.models._rbm_common import estimator_label, parse_estimator, sequence_log_prob
 
-__all__ = ["TRBM_ESTIMATORS", "trbm_log_prob", "default_trbm_estimator"]
+__all__ = ["TRBM_ESTIMATORS", "TRBM_QUICK_AIS", "DEFAULT_TRAJECTORIES", "trbm_log_prob",
+           "default_trbm_estimator"]
+
+#: the TRBM's default per-step AIS setting: every trajectory multiplies the per-step cost, so
+#: ``K x chains x steps = 4 x 2 x 250`` costs about what the RTRBM's 5 x 500 does (RESULTS.md)
+TRBM_QUICK_AIS = {"ais_chains": 2, "ais_steps": 250}
+#: hidden trajectories of ``ais`` / ``raise`` when ``samples`` is not given
+DEFAULT_TRAJECTORIES = 4
 
 #: the TRBM's estimators, in the order the registry lists them
 TRBM_ESTIMATORS = ("ais", "raise", "is", "filtered")
@@ -58,8 +66,9 @@ def default_trbm_estimator(exact_by_default: bool) -> str:
 def trbm_log_prob(model, batch: Batch, x: Tensor, method: str, *, samples: int | None,
                   generator: torch.Generator | None, ais_steps: int | None) -> LogProb:
     """``method`` in :data:`TRBM_ESTIMATORS` on frames ``x`` (zero-padded, the model's dtype)."""
-    chains = int(model.config["ais_chains"])
-    steps = int(ais_steps or model.config["ais_steps"])
+    method, named_chains, named_steps = parse_estimator(method)
+    chains = int(named_chains or model.config["ais_chains"])
+    steps = int(ais_steps or named_steps or model.config["ais_steps"])
     per_step = "exact" if model.exact_by_default else "ais"
     if method == "filtered":
         chains = int(samples or chains)
@@ -76,7 +85,7 @@ def trbm_log_prob(model, batch: Batch, x: Tensor, method: str, *, samples: int |
         per_step = "exact"
     else:
         per_step = method
-    particles = int(samples or (100 if method == "is" else 10))
+    particles = int(samples or (100 if method == "is" else DEFAULT_TRAJECTORIES))
     if particles < 2:
         raise UserError(f"importance sampling over hidden trajectories needs at least 2 samples, got {particles}")
     n = x.shape[0]

@@ -42,7 +42,8 @@ from probseq.data.batch import Batch
 from probseq.data.spec import DataSpec
 from probseq.frames.base import FrameDistribution
 from probseq.frames.rbm_frame import RBMFrame
-from probseq.models._rbm_common import (VALIDATION_HYPERPARAMETERS, check_validation_criterion,
+from probseq.models._rbm_common import (QUICK_AIS, VALIDATION_HYPERPARAMETERS, annealing_setting,
+                                        check_validation_criterion,
                                         estimator_label, initialise_from_frames, likelihood_kind,
                                         likelihood_validation_loss, prediction_loss, resolve_estimator,
                                         scores_likelihood, sequence_log_prob)
@@ -62,7 +63,9 @@ class RNNRBM(RecurrentFrameModel):
         cell: ``rnn | gru | lstm``. rbm_hidden: the RBM's hidden units. cd_steps: ``k`` of CD-k.
         sample_steps: Gibbs rounds per sampled frame. predict / predict_chains / predict_steps:
         how ``predict_next`` forms ``E[v_t]``. mean_field_steps: mean-field iterations (validation).
-        ais_chains / ais_steps: AIS defaults (``--samples`` overrides the chains).
+        ais_chains / ais_steps: the default AIS setting per frame (quick: about a minute on JSB's
+        test split; ``--samples`` overrides the chains, ``--estimator ais-20x1000`` asks for a
+        tighter one).
         exact_max_units: exact likelihood by default up to this many units in the smaller layer.
         sigma / learn_sigma: Gaussian visibles. init_std: RBM weight initialisation.
         pretrain_steps / pretrain_cd / pretrain_lr: optional static CD pre-training of the RBM.
@@ -81,7 +84,7 @@ class RNNRBM(RecurrentFrameModel):
         **RecurrentFrameModel.hyperparameters,
         "hidden": 100, "cell": "rnn", "rbm_hidden": 150, "cd_steps": 15, "sample_steps": 100,
         "mean_field_steps": 20, "predict": "gibbs", "predict_chains": 20, "predict_steps": 25,
-        "ais_chains": 20, "ais_steps": 1000, "exact_max_units": 12,
+        **QUICK_AIS, "exact_max_units": 12,
         "sigma": 1.0, "learn_sigma": False, "init_std": 0.01,
         "pretrain_steps": 0, "pretrain_cd": 5, "pretrain_lr": 0.01, **VALIDATION_HYPERPARAMETERS,
     }
@@ -115,23 +118,27 @@ class RNNRBM(RecurrentFrameModel):
     def check_estimator(self, estimator: str | None) -> str:
         return resolve_estimator(self, estimator, self.exact_by_default)
 
+    def annealing_setting(self, estimator: str, samples: int | None, ais_steps: int | None
+                          ) -> tuple[str, int, int]:
+        """``(method, chains, steps)`` of a resolved estimator name (``ais``, ``ais-20x1000``, ...)."""
+        return annealing_setting(estimator, samples, ais_steps, self.frame.ais_chains, self.frame.ais_steps)
+
     def frame_log_prob(self, params, x, mask, *, estimator, samples, generator, ais_steps=None):
         vb, hb = self.frame.biases(params)
-        return sequence_log_prob(self.frame.rbm, x, vb, hb, mask, method=estimator,
-                                 chains=int(samples or self.frame.ais_chains),
-                                 steps=int(ais_steps or self.frame.ais_steps), generator=generator)
+        method, chains, steps = self.annealing_setting(estimator, samples, ais_steps)
+        return sequence_log_prob(self.frame.rbm, x, vb, hb, mask, method=method, chains=chains,
+                                 steps=steps, generator=generator)
 
     def log_prob(self, batch: Batch, *, estimator: str | None = None, samples: int | None = None,
                  generator: torch.Generator | None = None, ais_steps: int | None = None) -> LogProb:
         """``log P(v_{1:T})`` plus the length term; ``samples`` = AIS chains, ``ais_steps`` = intermediate distributions."""
-        method = self.check_estimator(estimator)
+        estimator = self.check_estimator(estimator)
+        method, chains, steps = self.annealing_setting(estimator, samples, ais_steps)
         self.validate_batch(batch)
         self._check_frames(batch)
         x, params, length_head = self.readouts(batch)
-        frames, stderr = self.frame_log_prob(params[:, :-1], x, batch.mask, estimator=method,
+        frames, stderr = self.frame_log_prob(params[:, :-1], x, batch.mask, estimator=estimator,
                                              samples=samples, generator=generator, ais_steps=ais_steps)
-        chains = int(samples or self.frame.ais_chains)
-        steps = int(ais_steps or self.frame.ais_steps)
         return LogProb(frames + self._length_log_prob(batch, params, length_head), likelihood_kind(method),
                        estimator_label(method, chains, steps), stderr,
                        length_included=self.length_model.models_length)
@@ -142,11 +149,12 @@ class RNNRBM(RecurrentFrameModel):
     def log_prob_window(self, window, state, *, estimator=None, samples=None, generator=None):
         """One time window (:mod:`probseq.data.window`), labelled as :meth:`log_prob`. Every frame's
         ``log Z_t`` has its own chains, so windowing leaves the AIS / RAISE estimator unchanged."""
-        method = self.check_estimator(estimator)
+        estimator = self.check_estimator(estimator)
+        method, chains, steps = self.annealing_setting(estimator, samples, None)
         self._check_frames(window.frames)
-        result, state = super().log_prob_window(window, state, estimator=method, samples=samples,
+        result, state = super().log_prob_window(window, state, estimator=estimator, samples=samples,
                                                 generator=generator)
-        label = estimator_label(method, int(samples or self.frame.ais_chains), int(self.frame.ais_steps))
+        label = estimator_label(method, chains, steps)
         return LogProb(result.values, "exact" if method == "exact" else "estimate", label,
                        result.stderr), state
 

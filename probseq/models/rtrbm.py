@@ -83,7 +83,8 @@ from probseq.errors import UserError
 from probseq.frames.rbm import MEAN_METHODS, RBM, check_scorable_frames, expected_visible
 from probseq.lengths import make_length_model
 from probseq.models._autoregressive import delay_taps, resolve_sample_visible, start_from_autoregression
-from probseq.models._rbm_common import (VALIDATION_HYPERPARAMETERS, check_validation_criterion,
+from probseq.models._rbm_common import (QUICK_AIS, VALIDATION_HYPERPARAMETERS, annealing_setting,
+                                        check_validation_criterion,
                                         estimator_label, initialise_from_frames, likelihood_kind,
                                         likelihood_validation_loss, prediction_loss, resolve_estimator,
                                         scores_likelihood, sequence_log_prob, thesis_cd_steps)
@@ -123,8 +124,9 @@ class RTRBM(SequenceModel):
     Hyperparameters:
         hidden: ``H``. cd_steps: ``k`` of CD-k. sample_steps: Gibbs rounds per sampled frame.
         predict / predict_chains / predict_steps: how ``predict_next`` forms ``E[v_t]``.
-        mean_field_steps: iterations of the mean-field prediction (and validation score). ais_chains / ais_steps: AIS
-        defaults (``--samples`` overrides the chains). exact_max_units: the default estimator is
+        mean_field_steps: iterations of the mean-field prediction (and validation score). ais_chains / ais_steps: the
+        default AIS setting per frame (quick: about a minute on JSB's test split; ``--samples``
+        overrides the chains, ``--estimator ais-20x1000`` asks for a tighter one). exact_max_units: the default estimator is
         exact when the smaller layer has at most this many units. sigma / learn_sigma: Gaussian
         visibles. init_std: weight initialisation. preset: ``none | thesis``. cd_steps_late /
         cd_switch: the thesis CD-k switch. pretrain_steps: static CD pre-training minibatches
@@ -141,7 +143,7 @@ class RTRBM(SequenceModel):
     hyperparameters: ClassVar[dict[str, Any]] = {
         "hidden": 100, "cd_steps": 10, "sample_steps": 100, "mean_field_steps": 20,
         "predict": "gibbs", "predict_chains": 20, "predict_steps": 25,
-        "ais_chains": 20, "ais_steps": 1000, "exact_max_units": 12,
+        **QUICK_AIS, "exact_max_units": 12,
         "sigma": None, "learn_sigma": False, "init_std": 0.01,
         "preset": "none", "cd_steps_late": 25, "cd_switch": 0.5,
         "pretrain_steps": None, "pretrain_cd": 5, "pretrain_lr": 0.01,
@@ -277,13 +279,12 @@ class RTRBM(SequenceModel):
     def log_prob(self, batch: Batch, *, estimator: str | None = None, samples: int | None = None,
                  generator: torch.Generator | None = None, ais_steps: int | None = None) -> LogProb:
         """``log P(v_{1:T})`` (plus the length term); ``samples`` = AIS/RAISE chains, ``ais_steps`` = intermediate distributions."""
-        method = self.check_estimator(estimator)
+        method, chains, steps = annealing_setting(self.check_estimator(estimator), samples, ais_steps,
+                                                  self.config["ais_chains"], self.config["ais_steps"])
         self.validate_batch(batch)
         self.rbm_frame_check(batch)
         x = self._frames(batch)
         c, r = self.hidden_biases(x)
-        chains = int(samples or self.config["ais_chains"])
-        steps = int(ais_steps or self.config["ais_steps"])
         values, stderr = sequence_log_prob(self.rbm, x, self.visible_biases(x), c, batch.mask,
                                            method=method, chains=chains, steps=steps, generator=generator)
         values = values + self._length_log_prob(batch, r)
@@ -305,7 +306,8 @@ class RTRBM(SequenceModel):
                         samples: int | None = None, generator: torch.Generator | None = None,
                         ais_steps: int | None = None) -> tuple[LogProb, _RTRBMWindowState]:
         """:meth:`log_prob` of one time window given the state after the frames before it."""
-        method = self.check_estimator(estimator)
+        method, chains, steps = annealing_setting(self.check_estimator(estimator), samples, ais_steps,
+                                                  self.config["ais_chains"], self.config["ais_steps"])
         frames = window.frames
         self.validate_batch(frames)
         self.rbm_frame_check(frames)
@@ -313,8 +315,6 @@ class RTRBM(SequenceModel):
         history = None if state.history is None else state.history[:n]
         x = self._frames(frames)
         c, r = self.hidden_biases(x, bias=state.bias[:n], history=history)
-        chains = int(samples or self.config["ais_chains"])
-        steps = int(ais_steps or self.config["ais_steps"])
         values, stderr = sequence_log_prob(self.rbm, x, self.visible_biases(x, history), c, frames.mask,
                                            method=method, chains=chains, steps=steps, generator=generator)
         stop = None if self.halting is None else self.halting(r)[..., 0]

@@ -88,7 +88,8 @@ from probseq.models._rbm_common import (VALIDATION_HYPERPARAMETERS, check_valida
                                         initialise_from_frames, likelihood_validation_loss,
                                         prediction_loss, resolve_estimator, scores_likelihood,
                                         thesis_cd_steps)
-from probseq.models._trbm_likelihood import TRBM_ESTIMATORS, default_trbm_estimator, trbm_log_prob
+from probseq.models._trbm_likelihood import (TRBM_ESTIMATORS, TRBM_QUICK_AIS, default_trbm_estimator,
+                                             trbm_log_prob)
 from probseq.models.base import LogProb, SequenceModel
 from probseq.models.capabilities import instance_capability
 from probseq.models.registry import register_model
@@ -123,7 +124,9 @@ class TRBM(SequenceModel):
         visible-visible, visible-hidden and hidden-hidden connections. cd_steps: ``k`` of CD-k.
         sample_steps: Gibbs rounds per sampled frame. sampler: ``trbm`` (stochastic hidden
         history, Alg. 1) or ``rtrbm`` (mean-field history). mean_field_steps: iterations of the
-        prediction. ais_chains / ais_steps / exact_max_units: the likelihood estimators.
+        prediction. ais_chains / ais_steps / exact_max_units: the likelihood estimators (per-step
+        AIS chains x intermediate distributions: quick by default, ``--estimator ais-20x1000``
+        for a tighter estimate).
         sigma / learn_sigma: Gaussian visibles. init_std: weight scale. preset, cd_steps_late,
         cd_switch, pretrain_steps, pretrain_cd, pretrain_lr: the thesis recipe.
     """
@@ -134,7 +137,7 @@ class TRBM(SequenceModel):
     hyperparameters: ClassVar[dict[str, Any]] = {
         "hidden": 100, "delay": None, "vv": True, "vh": True, "hh": True,
         "cd_steps": 10, "sample_steps": 100, "sampler": "trbm", "mean_field_steps": 20,
-        "ais_chains": 20, "ais_steps": 1000, "exact_max_units": 12,
+        **TRBM_QUICK_AIS, "exact_max_units": 12,
         "sigma": None, "learn_sigma": False, "init_std": 0.01,
         "ar_init": None, "sample_visible": "auto",
         "preset": "none", "cd_steps_late": 25, "cd_switch": 0.5,

@@ -338,3 +338,33 @@ def test_prime_reader_rejects_a_take_of_another_skeleton(tmp_path):
     other = _write_takes(tmp_path / "b", variant="b", fps_list=(30,))[0]
     with pytest.raises(UserError, match="different skeleton"):
         read_bvh_prime(other, meta)
+
+
+# ---------------------------------------------------------------------------- cmu with the same features
+def test_cmu_body_features_are_the_bvh_features_and_invert(tmp_path):
+    from probseq.data.batch import Batch
+    from probseq.data.sets.mocap import cmu_motion_from_features, motion_positions
+    from probseq.io.amc import forward_kinematics, local_rotations, read_amc, read_asf
+    from probseq.io.media import read_prime, write_samples
+    from probseq.testing.synthetic_mocap import write_synthetic_subject
+
+    paths = write_synthetic_subject(tmp_path / "subject", n_files=3, frames=48)
+    channels = load_dataset("cmu", data_dir=tmp_path / "subject")
+    body = load_dataset("cmu", data_dir=tmp_path / "subject", features="body")
+    assert channels.meta.get("features") == "channels" and body.meta["features"] == "body"
+    test = body.split("test")[0]
+    assert body.spec.dim == test.shape[1] != channels.spec.dim
+    # the inverse gives AMC values whose kinematics are the take's, up to where it stood and faced
+    skeleton = read_asf(tmp_path / "subject" / "synth.asf")
+    original = read_amc(paths[-1], skeleton)
+    original.values = original.values[::4]
+    expected, _, _ = forward_kinematics(skeleton, original)
+    aligned = _aligned(expected, expected[0, 0], local_rotations(skeleton, original)["root"][0])
+    positions, _, _ = motion_positions(test, body.meta)
+    np.testing.assert_allclose(positions, aligned, atol=1e-3)
+    assert cmu_motion_from_features(test, body.meta).values.shape == original.values.shape
+    # written as BVH and read back as a prime: the same features
+    out = write_samples(Batch.from_sequences([test]), tmp_path / "s.bvh", body.meta)[0]
+    torch.testing.assert_close(read_prime(out, body.meta)[1:], test[1:], atol=5e-3, rtol=0)
+    with pytest.raises(UserError, match="features must be"):
+        load_dataset("cmu", data_dir=tmp_path / "subject", features="quaternions")

@@ -14,6 +14,11 @@
     ground-plane translations (``tx``, ``tz``; ``y`` is up in CMU data) are replaced by their
     per-frame differences, so the features do not drift with where the subject walks. The first
     frame's difference copies the second's; the inverse transform integrates from the origin.
+    With ``features=body`` the frames are instead those of the ``bvh`` dataset
+    (:func:`probseq.io.motion_features.bvh_features` of the take converted by
+    :func:`~probseq.io.amc.to_bvh`): root height, ground velocity and heading change in the body's
+    own frame, and every bone's rotation as a continuous exponential map. The default stays
+    ``features=channels``, so runs and recorded results on ``cmu`` keep their meaning.
 
 Both are z-scored with the mean and standard deviation of the **training frames** (``meta["mean"]``,
 ``meta["std"]``; a constant channel gets std 1) and come with their inverse transform
@@ -45,6 +50,7 @@ import torch
 from probseq.io.amc import (AmcMotion, amc_from_bvh, forward_kinematics, parse_asf, read_amc, read_asf,
                               to_bvh)
 from probseq.io.bvh import BvhJoint, BvhSkeleton, matrix_to_euler, read_bvh, write_bvh
+from probseq.io.motion_features import bvh_features, bvh_motion_from_features
 from probseq.data.home import data_home
 from probseq.data.registry import Dataset, register_dataset
 from probseq.data.spec import DataSpec
@@ -52,7 +58,8 @@ from probseq.errors import UserError
 
 __all__ = ["MIT_COLUMNS", "load_mocap_mit", "load_cmu", "mit_frames_from_features",
            "mit_positions", "mit_to_bvh", "cmu_motion_from_features", "cmu_features_from_motion",
-           "motion_positions", "write_motion_bvh", "write_motion_gif", "read_motion_prime", "is_motion"]
+           "motion_positions", "write_motion_bvh", "write_motion_gif", "read_motion_prime", "is_motion",
+           "CMU_FEATURES"]
 
 #: Taylor's 49 columns of the 108 MIT channels (0-based)
 MIT_COLUMNS = np.r_[0:9, 13, 18:21, 25, 30:33, 37, 42:45, 49, 54:57, 60:63, 66:69, 72:75, 78:81,
@@ -264,8 +271,11 @@ def mit_to_bvh(frames: np.ndarray, parents: list[int]) -> tuple[BvhSkeleton, np.
     home="mocap/*.amc",
 )
 def load_cmu(data_file: str | Path | None = None, data_dir: str | Path | None = None,
-             fps: int = 30, source_fps: int = 120, train_chunk: int = 100) -> Dataset:
+             fps: int = 30, source_fps: int = 120, train_chunk: int = 100,
+             features: str = "channels") -> Dataset:
     """Load every AMC file of ``data_dir`` (see the module docstring)."""
+    if features not in CMU_FEATURES:
+        raise UserError(f"cmu option features must be {' or '.join(CMU_FEATURES)}, got {features!r}")
     directory = _default_path(data_dir, data_home() / "mocap",
                               "dataset 'cmu' needs --data-dir pointing at a directory of .asf/.amc files")
     if data_file is not None:
@@ -291,7 +301,7 @@ def load_cmu(data_file: str | Path | None = None, data_dir: str | Path | None = 
         elif motion.channels != layout:
             raise UserError(f"{amc} has a different channel layout from {amcs[0].name}; put one "
                             "skeleton layout per directory")
-        feats = cmu_features_from_motion(motion, step)
+        feats = cmu_features_from_motion(motion, step, features=features, skeleton=skeletons[asf])
         if feats.shape[0] < 2:
             raise UserError(f"{amc} has fewer than 2 frames at {fps} fps")
         seqs.append(feats)
@@ -302,9 +312,10 @@ def load_cmu(data_file: str | Path | None = None, data_dir: str | Path | None = 
             "channels": [list(c) for c in layout], "asf": first_skeleton.text,
             "velocity_channels": _velocity_channels(layout),
             "source_fps": source_fps, "files": [p.name for p in amcs], "train_chunk": int(train_chunk),
+            "features": features,
             "split_rule": ("last file test, second-to-last valid" if len(seqs) >= 3
                            else "contiguous 80/10/10 of each file")}
-    return Dataset("cmu", DataSpec("real", len(layout)), splits, meta)
+    return Dataset("cmu", DataSpec("real", int(mean.shape[0])), splits, meta)
 
 
 def _frame_step(fps: int, source_fps: int) -> int:
@@ -330,8 +341,28 @@ def _is_rotation(dof: str) -> bool:
     return dof in ("rx", "ry", "rz")
 
 
-def cmu_features_from_motion(motion: AmcMotion, step: int = 1) -> np.ndarray:
-    """AMC values -> un-normalised features: every ``step``-th frame, angles unwrapped, root x/z velocities."""
+#: the two feature forms of the cmu dataset
+CMU_FEATURES = ("channels", "body")
+
+
+def _bvh_hierarchy(skeleton, channels) -> BvhSkeleton:
+    """The BVH hierarchy :func:`to_bvh` gives ``skeleton`` (it depends on the skeleton only)."""
+    return to_bvh(skeleton, AmcMotion(list(channels), np.zeros((1, len(channels)))))[0]
+
+
+def cmu_features_from_motion(motion: AmcMotion, step: int = 1, *, features: str = "channels",
+                             skeleton=None) -> np.ndarray:
+    """AMC values -> un-normalised features of every ``step``-th frame.
+
+    ``features="channels"``: the AMC channels, angles unwrapped, root x/z as per-frame differences.
+    ``features="body"``: :func:`~probseq.io.motion_features.bvh_features` (exponential maps, y up)
+    of the take as :func:`to_bvh` writes it; needs the take's ``skeleton``.
+    """
+    if features == "body":
+        if skeleton is None:
+            raise ValueError("features='body' needs the ASF skeleton")
+        hierarchy, values = to_bvh(skeleton, AmcMotion(motion.channels, motion.values[::step]))
+        return bvh_features(hierarchy, values, rotation="expmap", up_axis=1)
     x = motion.values[::step].copy()
     rot = np.array([_is_rotation(d) for _, d in motion.channels])
     x[:, rot] = np.unwrap(x[:, rot], period=360.0, axis=0)
@@ -345,8 +376,15 @@ def cmu_features_from_motion(motion: AmcMotion, step: int = 1) -> np.ndarray:
 
 
 def cmu_motion_from_features(features, meta: dict[str, Any]) -> AmcMotion:
-    """Inverse transform: normalised ``(T, D)`` features -> AMC channel values (root x/z from the origin)."""
+    """Inverse transform: normalised ``(T, D)`` features -> AMC channel values (root x/z from the origin;
+    with ``features=body`` also heading 0)."""
     x = _denormalise(features, meta)
+    if meta.get("features", "channels") == "body":
+        skeleton = _skeleton(meta)
+        channels = [tuple(c) for c in meta["channels"]]
+        hierarchy = _bvh_hierarchy(skeleton, channels)
+        values = bvh_motion_from_features(hierarchy, x, rotation="expmap", up_axis=1)
+        return amc_from_bvh(skeleton, channels, hierarchy, values)
     vel = list(meta["velocity_channels"])
     if vel:
         x[:, vel] = np.concatenate([np.zeros((1, len(vel))), np.cumsum(x[1:, vel], 0)], 0)
@@ -421,7 +459,8 @@ def read_motion_prime(path: str | Path, meta: dict[str, Any]) -> torch.Tensor:
         bvh, values, frame_time = read_bvh(path)
         motion = amc_from_bvh(skeleton, channels, bvh, values)
         step = max(1, int(round(1.0 / (frame_time * float(meta.get("fps", 30))))))
-    return _normalise_with(cmu_features_from_motion(motion, step), meta)
+    return _normalise_with(cmu_features_from_motion(motion, step, features=meta.get("features", "channels"),
+                                                    skeleton=skeleton), meta)
 
 
 def write_motion_gif(samples, path: str | Path, meta: dict[str, Any]) -> list[Path]:

@@ -3,9 +3,9 @@
 torch's own default is one intra-op thread per physical core. On a machine that other jobs share
 this collapses: an OpenMP parallel region waits at its barrier for the thread whose core another
 process holds, so every small matrix product costs a scheduler time slice. Measured on a 2-core
-machine with other jobs running (load average about 5), ``probseq fit nade --data jsb --steps 50``
-took 84 s with ``--threads 1`` and more than four times as long with torch's 2 threads
-(docs/training.md, "Threads"). So the default is the number of cores *left free* by the
+machine with other jobs running (load average 5 to 8), ``probseq fit nade --data jsb --steps 50``
+took 84 s with ``--threads 1`` (1.3 s a step), while torch's 2 threads had done 30 steps after
+720 s (24 s a step; docs/training.md, "Threads"). So the default is the number of cores *left free* by the
 load average, at least 1 and at most :data:`MAX_DEFAULT_THREADS` (probseq's models are small:
 beyond a few threads the synchronisation costs more than the extra cores bring). A thread count set
 in the environment (``OMP_NUM_THREADS``) is respected as torch respects it.

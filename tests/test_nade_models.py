@@ -169,9 +169,9 @@ def test_dropout_only_in_training_mode():
 
 
 def test_predict_next_is_monte_carlo_marginal():
-    """E[x_t | past] against the enumerated marginals (4,000 MC draws: 4 sigma is < 0.032)."""
+    """E[x_t | past] against the enumerated marginals (1,000 MC draws: 4 sigma is < 0.064)."""
     model = make("rnn-nade", {"hidden": 4, "nade_hidden": 3}, D=3)
-    model.frame.mean_samples = 4000
+    model.frame.mean_samples = 1000
     prefix = torch.tensor([[[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]]], dtype=torch.float64)
     pred = model.predict_next(Batch(prefix, torch.tensor([2])))
     assert pred.shape == (1, 2, 3)
@@ -180,7 +180,7 @@ def test_predict_next_is_monte_carlo_marginal():
     for t in range(2):
         probs = model.frame.log_prob(params[0, t].expand(8, -1), X).exp()
         exact = (probs.unsqueeze(-1) * X).sum(0)
-        assert (pred[0, t] - exact).abs().max().item() < 0.032
+        assert (pred[0, t] - exact).abs().max().item() < 0.064
 
 
 def test_user_errors():

@@ -541,6 +541,14 @@ def cmd_demo(args) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
+class _JoinFiles(argparse.Action):
+    """``--data-file a --data-file b`` is ``--data-file a,b`` (the form datasets of files accept)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        before = getattr(namespace, self.dest, None)
+        setattr(namespace, self.dest, values if not before else f"{before},{values}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="probseq", description=(
         "Probabilistic sequence models: fit, evaluate (with an honest label: exact / bound / "
@@ -559,7 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def data_args(p, required=False):
         p.add_argument("--data", required=required, help="dataset name (see `probseq datasets`)")
-        p.add_argument("--data-file", help="the dataset's file (your own copy)")
+        p.add_argument("--data-file", action=_JoinFiles,
+                       help="the dataset's file (your own copy); datasets of several files (midi, "
+                            "arrays, bvh, ...) take a comma-separated list or the option repeated")
         p.add_argument("--data-dir", help="the dataset's directory (your own copy)")
 
     p = sub.add_parser("fit", help="train a model and save it in a run directory")

@@ -215,3 +215,13 @@ def test_compare_refuses_different_preprocessing(tmp_path, capsys):
     assert main(["compare", *map(str, runs)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "different preprocessing" in err[0] and "step" in err[0]
+
+
+def test_repeated_data_file_is_a_list(tmp_path, capsys):
+    root = make_folder(tmp_path / "d", 3)
+    files = sorted(root.rglob("*.mid"))
+    assert main(["fit", "independent", "--data", "midi", "--data-file", str(files[0]), "--data-file",
+                 str(files[1]), "--steps", "1", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["dataset"]["data_file"] == f"{files[0].resolve()},{files[1].resolve()}"
+    assert sum(info["meta"]["files"].values()) == 2

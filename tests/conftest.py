@@ -14,8 +14,19 @@ import pytest
 import torch
 
 from probseq.data.home import DATA_HOME_VARIABLE, data_home
+from probseq.threads import default_threads
 
-torch.set_num_threads(int(os.environ.get("PROBSEQ_TEST_THREADS", "2")))
+#: torch's intra-op threads for the whole session: ``$PROBSEQ_TEST_THREADS``, else ``$OMP_NUM_THREADS``
+#: (which torch already follows), else the commands' own load-aware default
+#: (``probseq.threads.default_threads``: the cores the load average leaves free, so 2 on an idle
+#: 2-core machine and 1 on a busy one, where two threads make small ops crawl)
+if os.environ.get("PROBSEQ_TEST_THREADS"):
+    SESSION_THREADS = int(os.environ["PROBSEQ_TEST_THREADS"])
+elif os.environ.get("OMP_NUM_THREADS", "").strip():
+    SESSION_THREADS = torch.get_num_threads()
+else:
+    SESSION_THREADS = default_threads()
+torch.set_num_threads(SESSION_THREADS)
 
 _DEVELOPER_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 if not os.environ.get(DATA_HOME_VARIABLE) and _DEVELOPER_DATA.is_dir():
@@ -33,6 +44,15 @@ def shared_data():
         pytest.skip(f"needs the developer data in the data home {home} (set {DATA_HOME_VARIABLE}), "
                     "which is absent")
     return home
+
+
+@pytest.fixture(autouse=True)
+def _session_threads():
+    """A test that runs a command in-process (``main([...])`` without ``--threads``) may change torch's
+    thread count; put the session's back so the tests after it do not depend on the order."""
+    yield
+    if torch.get_num_threads() != SESSION_THREADS:
+        torch.set_num_threads(SESSION_THREADS)
 
 
 @pytest.fixture

@@ -135,9 +135,11 @@ def test_evaluating_on_data_of_another_shape_is_refused(gru_run, tmp_path, capsy
 
 
 def test_the_installed_entry_point_exits_2_with_one_sentence(tmp_path):
-    """The real process: ``python -m probseq`` (what the ``probseq`` script runs), exit status and stderr."""
-    proc = subprocess.run([sys.executable, "-m", "probseq", "fit", "no-such-model", "--data", "jsb",
-                           "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=600)
+    """The real process: ``python -m probseq`` (what the ``probseq`` script runs), exit status and stderr.
+
+    An error found before any model is imported, so the process start costs little more than torch's import."""
+    proc = subprocess.run([sys.executable, "-m", "probseq", "evaluate", str(tmp_path / "missing")],
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.startswith("probseq: error: ") and "unknown model" in proc.stderr
+    assert proc.stderr.startswith("probseq: error: ") and "not a probseq run directory" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

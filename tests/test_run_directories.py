@@ -420,3 +420,16 @@ def test_without_threads_or_omp_num_threads_the_default_is_used(monkeypatch):
         assert threads.use_threads(0) == 2                   # the environment's choice is kept
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_python_api_refuses_the_same_budgets_and_options(tmp_path):
+    from probseq.data.registry import load_dataset
+    from probseq.models.registry import build_model
+    from probseq.train.fit import fit as fit_model, training_options
+
+    data = load_dataset("jsb")
+    model = build_model("independent", data.spec)
+    with pytest.raises(UserError, match="epochs must be positive"):
+        fit_model(model, data, tmp_path / "r", epochs=-1, progress=False)
+    with pytest.raises(UserError, match="lr=nan must be a finite number"):
+        training_options(model, {"lr": float("nan")})

@@ -9,6 +9,7 @@ sentence, a value the trainer cannot use. What each option does is described in
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from probseq.errors import UserError
@@ -57,6 +58,8 @@ def training_options(model, overrides: dict[str, Any] | None = None) -> dict[str
         if key not in opts:
             raise UserError(f"unknown training option {key!r}; known: {', '.join(sorted(opts))}")
         opts[key] = parse_option_value(key, value, opts[key]) if isinstance(value, str) else value
+        if isinstance(opts[key], float) and not math.isfinite(opts[key]):
+            raise UserError(f"training option {key}={opts[key]} must be a finite number")
     if opts["keep"] not in ("best", "last"):
         raise UserError(f"keep must be best or last, got {opts['keep']!r}")
     if opts["optimizer"] not in ("adam", "sgd") + CLOSURE_OPTIMIZERS:

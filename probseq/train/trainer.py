@@ -55,6 +55,7 @@ from probseq.train.checkpoint import atomic_save, safe_load, save_weights
 from probseq.train.data_order import EpochPlan, check_plan_options, fresh_examples
 from probseq.train.divergence import DivergenceWatch, TrainingDivergedWarning, absurd_loss
 from probseq.train.options import NOMINAL_EPOCHS, training_options
+from probseq.train.run_directory import check_budget
 from probseq.train.schedules import PlateauState, step_factor
 from probseq.train.validation_budget import ValidationTime, validation_fits
 
@@ -140,8 +141,7 @@ class Trainer:
             model.to(resolve_device(device))
         if job.enabled and opts["optimizer"] in CLOSURE_OPTIMIZERS:
             raise UserError(f"optimizer {opts['optimizer']} trains in one process; start it without torchrun")
-        if minutes is not None and not minutes > 0:
-            raise UserError(f"the time budget must be positive, got {minutes} minutes")
+        check_budget(steps, epochs, minutes)     # positive and finite (probseq.train.run_directory)
         self.model, self.dataset, self.seed, self.clock = model, dataset, seed, clock
         self.train = dataset.split("train")
         self.valid = dataset.splits.get("valid") or []

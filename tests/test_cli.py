@@ -130,7 +130,11 @@ def test_corrupt_weights_are_reported(gru_run, tmp_path, capsys):
 
 
 def test_evaluating_on_data_of_another_shape_is_refused(gru_run, tmp_path, capsys):
-    code, _, err = run(capsys, "evaluate", gru_run, "--data", "bouncing-balls")
+    import numpy as np
+
+    frames = tmp_path / "three_wide.npy"                  # 0/1 frames of 3 values; the run models 88 keys
+    np.save(frames, (np.arange(30).reshape(10, 3) % 2).astype(np.float32))
+    code, _, err = run(capsys, "evaluate", gru_run, "--data", "arrays", "--data-file", frames)
     assert code != 0 and "dimension" in err and "Traceback" not in err
 
 

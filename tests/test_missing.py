@@ -313,6 +313,33 @@ def test_fit_trains_on_data_with_holes(tmp_path, name):
     model.eval()
     after = model.log_prob(model.collate(dataset.split("test")), samples=8,
                            generator=torch.Generator().manual_seed(0))
-    assert float(after.values.sum()) > before
+    assert float(after.values.detach().sum()) > before
     if name == "gru":   # the rotation is learnable: the observed part is far likelier than at the start
         assert after.kind == "bound" and after.estimator == "smc-8"
+
+
+def test_the_rao_blackwellised_posterior_mean_matches_the_exact_conditional_mean():
+    # E[x_1 | x_2] for the GRU of the completion test, from 2000 particles: within 0.03 of the
+    # brute-force conditional mean (sampling error about 0.01)
+    model = _model("gru", spec=DataSpec("binary", 2), scale=2.0, length="none")
+    values = torch.tensor([[[0.0, 0.0], [1.0, 0.0]]])
+    observed = torch.tensor([[[False, False], [True, True]]])
+    batch = Batch(values, torch.tensor([2]), observed)
+    full, probs = brute_force_conditional(model, batch)
+    exact = (probs.reshape(-1, 1, 1) * full).sum(0)
+    result = particle_filter(model, batch, particles=2000, posterior_mean=True,
+                             generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(result.posterior_mean[0], exact, atol=0.03)
+    assert torch.allclose(result.posterior_mean[0, 1], values[0, 1])
+
+
+def test_independent_frames_give_the_exact_posterior_mean():
+    from probseq.missing.infill import infill
+
+    model = _model("independent")
+    batch = _holey_batch()
+    result = infill(model, batch, draws=2)
+    probs = torch.sigmoid(model.frame_params.detach())
+    expected = torch.where(batch.observed, batch.values, probs.expand_as(batch.values))
+    expected = torch.where(batch.mask.unsqueeze(-1), expected, torch.zeros(()))
+    assert result.exact and torch.allclose(result.posterior_mean, expected)

@@ -10,10 +10,13 @@ Each test sequence has a fraction ``P`` of its observed values hidden (seeded, `
 The model fills them in (:func:`probseq.missing.infill.infill`: ``S`` completions from ``K``
 particles / proposals) and is scored on the hidden values only, against the truth:
 
-* ``infill_mse_per_value``: squared error of the mean of the completions (for binary data the
-  Brier score of the predicted probability);
+* ``infill_mse_per_value``: squared error of the model's estimate of :math:`E[x^{hid} \\mid x^{obs}]`
+  (for binary data the Brier score of that probability): the mean of the completions, or a
+  Rao-Blackwellised estimate where the model has one (:attr:`Infilled.posterior_mean`;
+  ``infill_mean`` says which);
 * binary data: ``infill_expected_hamming_per_value``, the expected fraction of hidden values a
-  completion gets wrong (``|x - mean of the draws|``), ``infill_accuracy_per_value`` of the
+  completion gets wrong (``|x - q|`` with ``q`` that estimated probability: a unit drawn with
+  probability ``q`` differs from ``x`` with probability ``|x - q|``), ``infill_accuracy_per_value`` of the
   mean thresholded at 1/2, and ``infill_note_f1``, the F1 score of the hidden notes (ones) that
   thresholded mean recovers (piano-rolls are sparse: accuracy alone rewards silence);
 * ``nll_hidden_per_value``: :math:`-\\log p(x^{hid} \\mid x^{obs}) = \\log p(x^{obs}) - \\log p(x^{obs}, x^{hid})`
@@ -176,7 +179,9 @@ def infill_metrics(model, examples: list[Any], train: list[Any], *, hide: float 
         batch = model.collate(partial)
         result = infill(model, batch, draws=draws, particles=K, generator=sample_gen)
         method, exact = result.method, exact and result.exact
-        guess = result.completions.double().mean(1).cpu()                 # (B, T, D)
+        rao_blackwellised = result.posterior_mean is not None
+        guess = (result.posterior_mean if result.posterior_mean is not None
+                 else result.completions.mean(1)).double().cpu()              # (B, T, D)
         for j, i in enumerate(part):
             hid = masks[i].numpy()
             truth = truths[i].double().numpy()
@@ -199,7 +204,8 @@ def infill_metrics(model, examples: list[Any], train: list[Any], *, hide: float 
             nll_model += float((lp_obs.values - lp_all.values).sum())
             labels = _combine_labels(lp_all, lp_obs, labels)
     out: dict[str, Any] = {"hide": hide, "hide_pattern": pattern, "n_hidden_values": n_hidden,
-                           "particles": K, "draws": draws, "infill_method": method, "infill_exact": exact}
+                           "particles": K, "draws": draws, "infill_method": method, "infill_exact": exact,
+                           "infill_mean": "rao-blackwellised" if rao_blackwellised else "mean of the draws"}
     for name, tally in tallies.items():
         out.update(tally.report(name, n_hidden))
     if nll_reason is None and labels is not None:

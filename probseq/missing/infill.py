@@ -51,12 +51,16 @@ class Infilled:
         lengths: ``(B,)``.
         exact: whether the draws follow the model's exact conditional of the missing values.
         method: one phrase on how they were drawn.
+        posterior_mean: ``(B, T, ...)`` an estimate of :math:`E[x \\mid x^{obs}]` better than the
+            mean of the draws where the model gives one (factorial frames: exact for independent
+            frames, Rao-Blackwellised over the particles for recurrent models), else ``None``.
     """
 
     completions: Tensor
     lengths: Tensor
     exact: bool
     method: str
+    posterior_mean: Tensor | None = None
 
     def as_batch(self, index: int = 0) -> Batch:
         """The ``S`` completions of sequence ``index`` as a batch of full sequences."""
@@ -94,12 +98,17 @@ def infill(model, batch: Batch, *, draws: int = 1, particles: int | None = None,
             if method == "frames":
                 return _infill_frames(model, batch, S, K, mode, generator)
             if method == "particles":
-                result = particle_filter(model, batch, particles=K, draws=S, mode=mode, generator=generator)
+                cheap_mean = getattr(model.frame, "observed_marginal", "none") == "exact"
+                result = particle_filter(model, batch, particles=K, draws=S, mode=mode, generator=generator,
+                                         posterior_mean=cheap_mean)
                 what = ("the highest-weight trajectory of" if mode else "trajectories drawn from")
+                average = None
+                if result.posterior_mean is not None:
+                    average = _clean(result.posterior_mean.unsqueeze(1), batch)[:, 0]
                 return Infilled(_clean(result.completions, batch), batch.lengths, False,
                                 f"{what} a particle filter with {K} particles (SMC smoothing by "
                                 "resampling whole trajectories; uses the observations after each gap; "
-                                "approximate, exact as the particles grow)")
+                                "approximate, exact as the particles grow)", average)
             return _infill_gibbs(model, batch, S, generator)
     finally:
         model.train(was_training)
@@ -138,8 +147,11 @@ def _infill_frames(model, batch: Batch, S: int, K: int, mode: bool,
         shape = (S, B, T)
         filled, _ = frame.fill_missing(params.expand(*shape, -1), x.expand(*shape, *x.shape[2:]),
                                        observed.expand(*shape, *observed.shape[2:]), generator=generator)
+        average = None
+        if frame.data_kind != "categorical":
+            average = _clean(torch.where(observed, x, frame.mean(params).to(x.dtype)).unsqueeze(1), batch)[:, 0]
         return Infilled(_clean(filled.transpose(0, 1), batch), batch.lengths, True,
-                        "exact conditional sampling (the frames are factorial and independent)")
+                        "exact conditional sampling (the frames are factorial and independent)", average)
     if not hasattr(frame, "observed_is_prefix"):
         raise UserError(f"model {model.name!r} cannot fill in missing values")
     prefix = bool((frame.observed_is_prefix(observed) | ~batch.mask).all())

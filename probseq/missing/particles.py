@@ -59,11 +59,15 @@ class ParticleResult:
         completions: ``(B, S, T, ...)`` drawn completions (observed values kept), or ``None``.
         min_ess: the smallest effective sample size seen, as a fraction of ``K`` (1 when the
             weights never differed).
+        posterior_mean: ``(B, T, ...)`` the filter-smoother's estimate of
+            :math:`E[x_t \\mid x^{obs}_{1:T}]`, Rao-Blackwellised (each particle's path contributes
+            its frames' conditional means, weighted by its final weight), or ``None``.
     """
 
     log_marginal: Tensor
     completions: Tensor | None
     min_ess: float
+    posterior_mean: Tensor | None = None
 
 
 def _resample(log_w: Tensor, rows: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -79,7 +83,7 @@ def _resample(log_w: Tensor, rows: Tensor, generator: torch.Generator | None) ->
 
 def particle_filter(model, batch: Batch, *, particles: int, draws: int = 0, mode: bool = False,
                     generator: torch.Generator | None = None, objective: str = "weight",
-                    resample_threshold: float = 0.5) -> ParticleResult:
+                    resample_threshold: float = 0.5, posterior_mean: bool = False) -> ParticleResult:
     """Run the particle filter of the module docstring over ``batch`` (its ``observed`` mask).
 
     Args:
@@ -93,6 +97,8 @@ def particle_filter(model, batch: Batch, *, particles: int, draws: int = 0, mode
             ``"observed"`` (the training objective: one particle, no resampling, and each step
             scored by ``frame.observed_loss`` with gradients, the missing inputs filled by a draw).
         resample_threshold: resample a sequence's particles when ``ESS < threshold K``.
+        posterior_mean: also return the Rao-Blackwellised posterior mean (``frame.mean`` of every
+            particle's frame parameters, the observed values where observed).
     """
     if particles < 1:
         raise UserError(f"the number of particles must be positive, got {particles}")
@@ -113,8 +119,9 @@ def particle_filter(model, batch: Batch, *, particles: int, draws: int = 0, mode
     log_w = torch.zeros(B, K, dtype=x.dtype if x.is_floating_point() else torch.get_default_dtype(),
                         device=device)
     log_z = torch.zeros(B, dtype=log_w.dtype, device=device)
-    keep = draws > 0 or mode
+    keep = draws > 0 or mode or posterior_mean
     path: list[Tensor] = []          # filled frames (N, ...) per step
+    means: list[Tensor] = []         # conditional means of the frames (N, ...) per step
     ancestry: list[Tensor] = []      # (N,) index of each particle's parent among the step before's
     min_ess = 1.0
     offsets = (torch.arange(B, device=device) * K).unsqueeze(1)
@@ -149,6 +156,9 @@ def particle_filter(model, batch: Batch, *, particles: int, draws: int = 0, mode
         log_w = log_w + inc.reshape(B, K).to(log_w.dtype)
         if keep:
             path.append(filled)
+        if posterior_mean:
+            with torch.no_grad():
+                means.append(torch.where(obs_t, x_t, frame.mean(params).to(x_t.dtype)))
         if t + 1 < T or lm.head_dim:
             state = model.advance(state, filled)
         if lm.head_dim:
@@ -157,18 +167,25 @@ def particle_filter(model, batch: Batch, *, particles: int, draws: int = 0, mode
     log_z = log_z + torch.logsumexp(log_w, 1) - math.log(K)
     if not lm.head_dim:
         log_z = log_z + lm.log_prob(batch.lengths, None).to(log_z.dtype)
-    completions = None
-    if keep:
+    completions = average = None
+    if draws > 0 or mode:
         completions = _trace(path, ancestry, log_w, offsets, draws, mode, generator)
-    return ParticleResult(log_z, completions, min_ess)
+    if posterior_mean:
+        every = torch.arange(K, device=device).expand(B, K)
+        paths = _trace(means, ancestry, log_w, offsets, K, False, generator, pick=every)  # (B, K, T, ...)
+        weights = torch.softmax(log_w.double(), 1).to(paths.dtype)
+        average = (weights.reshape(B, K, *([1] * (paths.dim() - 2))) * paths).sum(1)
+    return ParticleResult(log_z, completions, min_ess, average)
 
 
 def _trace(path: list[Tensor], ancestry: list[Tensor], log_w: Tensor, offsets: Tensor, draws: int,
-           mode: bool, generator: torch.Generator | None) -> Tensor:
-    """Completions ``(B, S, T, ...)``: final particles picked by weight (or the best one), their
-    paths traced back through the ancestry."""
+           mode: bool, generator: torch.Generator | None, pick: Tensor | None = None) -> Tensor:
+    """Completions ``(B, S, T, ...)``: final particles picked by weight (or the best one, or the
+    given ``pick`` ``(B, S)``), their paths traced back through the ancestry."""
     B, K = log_w.shape
-    if mode:
+    if pick is not None:
+        pass
+    elif mode:
         pick = log_w.argmax(1, keepdim=True)
     else:
         pick = torch.multinomial(torch.softmax(log_w.double(), 1), draws, replacement=True,

@@ -12,6 +12,14 @@ Usage (the runs recorded in ``benchmarks/RESULTS.md``, "Your own data: a BVH fol
     python benchmarks/cmu35_bvh.py --out runs/cmu35-bvh
     probseq fit rtrbm --data bvh --data-dir runs/cmu35-bvh --minutes 4 --threads 1 --out runs/bvh-rtrbm
     probseq evaluate runs/bvh-rtrbm --metric mse --json
+    probseq sample runs/bvh-rtrbm -n 4 --length 300 --out runs/bvh-rtrbm-samples.npz
+    python benchmarks/cmu35_bvh.py --stats runs/bvh-rtrbm runs/bvh-rtrbm-samples.npz
+
+``--stats`` says whether 10-second samples keep moving like the data: the root height of the
+samples' frames against the range of the training frames (a fall to the floor leaves it), and the
+mean absolute frame-to-frame change of the joint rotations (radians per frame, exponential-map
+numbers, root motion excluded) over the samples' last 5 seconds against the training takes' (a
+freeze takes it to 0).
 """
 
 from __future__ import annotations
@@ -54,12 +62,52 @@ def write_bvh_trials(out: Path, source: Path) -> list[Path]:
     return paths
 
 
+def sample_statistics(run: Path, samples: Path) -> dict:
+    """The ``--stats`` numbers (see the module docstring) for the samples a run wrote as ``.npz``."""
+    import json
+
+    import numpy as np
+
+    from probseq.data.registry import load_dataset
+    from probseq.io.motion_features import BODY_ROOT_SIZE
+
+    info = json.loads((run / "run.json").read_text())
+    meta, d = info["meta"], info["dataset"]
+    mean, std = np.asarray(meta["mean"]), np.asarray(meta["std"])
+    train = load_dataset("bvh", data_dir=d["data_dir"], **(d.get("options") or {}), run_meta=meta).splits["train"]
+    train = [np.asarray(x, dtype=np.float64) * std + mean for x in train]
+    with np.load(samples) as z:
+        values, lengths = z["values"], z["lengths"]
+    seqs = [values[i, :lengths[i]].astype(np.float64) * std + mean for i in range(len(lengths))]
+    fps = float(meta["fps"])
+    tail = [s[-int(5 * fps):] for s in seqs]
+    height = np.concatenate([s[:, 0] for s in train])
+    sample_height = np.concatenate([s[:, 0] for s in seqs])
+
+    def motion(xs):
+        return float(np.mean(np.concatenate([np.abs(np.diff(x[:, BODY_ROOT_SIZE:], axis=0)) for x in xs])))
+
+    return {"train_height_min": float(height.min()), "train_height_max": float(height.max()),
+            "sample_height_min": float(sample_height.min()), "sample_height_max": float(sample_height.max()),
+            "sample_frames_within_train_height": float(np.mean((sample_height >= height.min())
+                                                                & (sample_height <= height.max()))),
+            "train_rotation_change_per_frame": motion(train),
+            "sample_rotation_change_per_frame_last_5s": motion(tail)}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--source", default=str(data_home() / "mocap"),
                    help="directory holding cmu35WalkJog.mat, 35.asf and 35_01.amc (default: the data home's mocap/)")
     p.add_argument("--out", default="runs/cmu35-bvh")
+    p.add_argument("--stats", nargs=2, metavar=("RUN", "SAMPLES_NPZ"),
+                   help="instead of writing takes: the sample statistics of a run's samples")
     args = p.parse_args(argv)
+    if args.stats:
+        import json
+
+        print(json.dumps(sample_statistics(Path(args.stats[0]), Path(args.stats[1]))))
+        return
     paths = write_bvh_trials(Path(args.out), Path(args.source))
     print(f"wrote {len(paths)} BVH takes to {args.out}")
 

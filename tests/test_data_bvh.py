@@ -219,10 +219,13 @@ def test_resampling_a_take_follows_its_motion():
 def test_loader_resamples_normalises_on_train_and_records_the_skeleton(tmp_path):
     _write_takes(tmp_path / "takes")
     data = load_dataset("bvh", data_dir=tmp_path / "takes")
-    assert data.spec.kind == "real" and data.spec.dim == 4 + 5 * 3
+    # the root's tilt has no turn about the vertical left: its exponential map's y (feature 5) is
+    # always 0, so it is left out
+    assert data.spec.kind == "real" and data.spec.dim == 4 + 5 * 3 - 1 and 5 not in data.meta["kept"]
     assert all(len(x) == 45 for split in data.splits.values() for x in split)   # 1.5 s at 30 fps
     train = torch.cat(data.splits["train"])
     assert torch.allclose(train.mean(0), torch.zeros(data.spec.dim), atol=1e-4)
+    assert torch.allclose(train.std(0, unbiased=False), torch.ones(data.spec.dim), atol=1e-4)
     meta = data.meta
     assert meta["fps"] == 30 and meta["frame_time"] == pytest.approx(1 / 30)
     assert [j["name"] for j in meta["skeleton"]["joints"]] == ["hips", "chest", "head", "leg", "foot"]
@@ -232,7 +235,23 @@ def test_loader_resamples_normalises_on_train_and_records_the_skeleton(tmp_path)
     other = load_dataset("bvh", data_dir=tmp_path / "takes", run_meta=meta)
     assert other.meta["mean"] == meta["mean"]
     six = load_dataset("bvh", data_dir=tmp_path / "takes", rotation="6d", fps=20)
-    assert six.spec.dim == 4 + 5 * 6 and len(six.splits["test"][0]) == 30
+    assert six.spec.dim == 4 + 5 * 6 and len(six.splits["test"][0]) == 30      # no 6-D entry is always 0
+
+
+def test_a_joint_that_never_moves_is_left_out_and_restored(tmp_path):
+    from probseq.data.sets.bvh import bvh_motion_from_sample
+
+    skeleton = _skeleton("a")
+    head = skeleton.channel_slices()[2]
+    (tmp_path / "still").mkdir()
+    for i in range(3):
+        motion = _motion(skeleton, 40, 30.0, seed=i)
+        motion[:, head] = [10.0, 20.0, 30.0]                     # the head never moves
+        write_bvh(tmp_path / "still" / f"t{i}.bvh", skeleton, motion, 1 / 30)
+    data = load_dataset("bvh", data_dir=tmp_path / "still")
+    assert data.spec.dim == 19 - 3 - 1 and len(data.meta["kept"]) == 15      # the head, the root's y
+    back = bvh_motion_from_sample(data.splits["train"][0], data.meta)
+    np.testing.assert_allclose(back[:, head], np.broadcast_to([10.0, 20.0, 30.0], (40, 3)), atol=1e-6)
 
 
 def test_one_take_is_cut_into_contiguous_splits(tmp_path):
@@ -334,7 +353,7 @@ def test_prime_reader_rejects_a_take_of_another_skeleton(tmp_path):
     paths = _write_takes(tmp_path / "takes", fps_list=(30, 30, 30))
     meta = load_dataset("bvh", data_dir=tmp_path / "takes").meta
     prime = read_bvh_prime(paths[0], meta)
-    assert prime.shape == (45, 19) and prime.dtype == torch.float32
+    assert prime.shape == (45, 18) and prime.dtype == torch.float32
     other = _write_takes(tmp_path / "b", variant="b", fps_list=(30,))[0]
     with pytest.raises(UserError, match="different skeleton"):
         read_bvh_prime(other, meta)

@@ -9,7 +9,11 @@ every ``r``-th frame when the take's rate is ``r`` times ``fps``, else slerp per
 into the features of :mod:`probseq.io.motion_features`: root height, ground velocity and heading
 change in the body's own frame, and every rotation as an exponential map (``rotation=expmap``) or
 in the 6-D representation (``rotation=6d``); then z-scored with the mean and standard deviation of
-the training frames (``meta["mean"]``, ``meta["std"]``; a constant feature gets std 1).
+the training frames (``meta["mean"]``, ``meta["std"]``). A feature that is constant over the
+training frames (the rotation of a joint the takes never move, such as a bone without degrees of
+freedom in a CMU conversion) is left out of the frames the model sees (``meta["kept"]`` lists the
+kept ones) and restored at its constant value when samples are written: a model cannot learn
+anything from it, and its samples could only drift away from it.
 
 Splits: with at least 3 takes, whole takes by path hash (``valid_fraction``, ``test_fraction``,
 default 0.1 each, at least one take each); with 1 or 2 takes every take is cut into contiguous
@@ -188,25 +192,29 @@ def load_bvh_folder(data_file: str | Path | None = None, data_dir: str | Path | 
         split_rule = "contiguous 80/10/10 of each take"
     if run_meta is not None:
         mean, std = np.asarray(run_meta["mean"]), np.asarray(run_meta["std"])
+        kept = np.asarray(run_meta.get("kept", range(mean.shape[0])), dtype=np.int64)
         if mean.shape[0] != bvh_feature_width(reference, rotation):
             raise UserError(f"the run's normalisation has {mean.shape[0]} values; these takes have "
                             f"{bvh_feature_width(reference, rotation)} features")
     else:
         train = np.concatenate(raw["train"], 0)
         mean, std = train.mean(0), train.std(0)
+        kept = np.flatnonzero(std > 1e-8 * np.maximum(1.0, np.abs(mean)))
+        if kept.size == 0:
+            raise UserError("every feature of the training takes is constant: the takes do not move")
         std = np.where(std > 1e-8, std, 1.0)
-    splits = {name: [torch.tensor((s - mean) / std, dtype=torch.float32) for s in seqs]
+    splits = {name: [torch.tensor(((s - mean) / std)[:, kept], dtype=torch.float32) for s in seqs]
               for name, seqs in raw.items()}
     frame_time = 1.0 / fps
     meta = {
         "motion_format": "bvh", "fps": fps, "frame_time": frame_time, "rotation": rotation,
-        "up_axis": up_axis, "mean": mean.tolist(), "std": std.tolist(),
+        "up_axis": up_axis, "mean": mean.tolist(), "std": std.tolist(), "kept": kept.tolist(),
         "skeleton": run_meta["skeleton"] if run_meta is not None else skeleton_to_dict(reference),
         "split_rule": split_rule,
         "files": {s: [str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in parts[s]]
                   for s in parts},
     }
-    return Dataset("bvh", DataSpec("real", int(mean.shape[0])), splits, meta)
+    return Dataset("bvh", DataSpec("real", int(kept.size)), splits, meta)
 
 
 # ---------------------------------------------------------------------------- media
@@ -228,9 +236,12 @@ def bvh_motion_from_sample(features, meta: dict[str, Any]) -> np.ndarray:
     skeleton = _check_meta(meta)
     x = np.asarray(features.detach().cpu() if isinstance(features, torch.Tensor) else features, dtype=np.float64)
     mean, std = np.asarray(meta["mean"]), np.asarray(meta["std"])
-    if x.ndim != 2 or x.shape[1] != mean.shape[0]:
-        raise UserError(f"motion frames have shape {tuple(x.shape)}; this dataset's frames have {mean.shape[0]} values")
-    return bvh_motion_from_features(skeleton, x * std + mean, rotation=meta["rotation"],
+    kept = np.asarray(meta.get("kept", range(mean.shape[0])), dtype=np.int64)
+    if x.ndim != 2 or x.shape[1] != kept.size:
+        raise UserError(f"motion frames have shape {tuple(x.shape)}; this dataset's frames have {kept.size} values")
+    full = np.broadcast_to(mean, (x.shape[0], mean.shape[0])).copy()
+    full[:, kept] = x * std[kept] + mean[kept]
+    return bvh_motion_from_features(skeleton, full, rotation=meta["rotation"],
                                     up_axis=int(meta["up_axis"]))
 
 
@@ -278,7 +289,8 @@ def read_bvh_prime(path: str | Path, meta: dict[str, Any]) -> torch.Tensor:
         raise UserError(f"{path} has a frame time of {frame_time}; it must be positive")
     x = bvh_features(take, motion, source_fps=1.0 / frame_time, fps=float(meta["fps"]),
                      rotation=meta["rotation"], up_axis=int(meta["up_axis"]))
-    return torch.tensor((x - np.asarray(meta["mean"])) / np.asarray(meta["std"]), dtype=torch.float32)
+    kept = np.asarray(meta.get("kept", range(len(meta["mean"]))), dtype=np.int64)
+    return torch.tensor(((x - np.asarray(meta["mean"])) / np.asarray(meta["std"]))[:, kept], dtype=torch.float32)
 
 
 def _register_media() -> None:

@@ -38,6 +38,7 @@ def test_plot_ctc_alignment_refuses_a_flat_input(tmp_path):
         plot_ctc_alignment(torch.zeros(5), [1], tmp_path / "x.png")
 
 
+@pytest.mark.slow  # trains and scores three models on JSB, writes MIDI and plots (several seconds)
 def test_demo_prints_three_kinds_of_likelihood_in_one_table(tmp_path, capsys):
     from probseq.demo import run_demo
 

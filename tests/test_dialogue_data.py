@@ -103,6 +103,7 @@ def test_embedded_sample_loads_without_shared_data():
         load_dataset("dialogue-sample", data_dir=".")
 
 
+@pytest.mark.slow  # tokenises the whole developer corpus
 def test_shared_corpus_counts_match_its_source_notes(shared_data):
     directory = shared_data / "dialogue"
     if not directory.is_dir():

@@ -250,6 +250,7 @@ def test_default_recipe_beats_both_baselines_on_held_out_synthetic_motion(name, 
 
 
 # ---------------------------------------------------------------------------- subject 35 as whole trials
+@pytest.mark.slow  # writes all 33 trials of the developer data back as AMC files
 def test_cmu35_trials_writer_reproduces_the_original_trial(shared_data, tmp_path):
     """``benchmarks/cmu35_trials.py`` writes the .mat trials back as AMC files; its trial 1 must give
     exactly the features of CMU's own ``35_01.amc`` (column order, frame rate, unwrapping)."""

@@ -205,7 +205,7 @@ def infill_metrics(model, examples: list[Any], train: list[Any], *, hide: float 
             labels = _combine_labels(lp_all, lp_obs, labels)
     out: dict[str, Any] = {"hide": hide, "hide_pattern": pattern, "n_hidden_values": n_hidden,
                            "particles": K, "draws": draws, "infill_method": method, "infill_exact": exact,
-                           "infill_mean": "rao-blackwellised" if rao_blackwellised else "mean of the draws"}
+                           "infill_mean": "posterior-mean estimate" if rao_blackwellised else "mean of the draws"}
     for name, tally in tallies.items():
         out.update(tally.report(name, n_hidden))
     if nll_reason is None and labels is not None:

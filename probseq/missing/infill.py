@@ -53,7 +53,8 @@ class Infilled:
         method: one phrase on how they were drawn.
         posterior_mean: ``(B, T, ...)`` an estimate of :math:`E[x \\mid x^{obs}]` better than the
             mean of the draws where the model gives one (factorial frames: exact for independent
-            frames, Rao-Blackwellised over the particles for recurrent models), else ``None``.
+            frames, Rao-Blackwellised over the particles for recurrent models; NADE frames: the
+            self-normalised importance-sampling average of all the proposals), else ``None``.
     """
 
     completions: Tensor
@@ -165,6 +166,9 @@ def _infill_frames(model, batch: Batch, S: int, K: int, mode: bool,
             torch.multinomial(torch.softmax(flat_w.double(), 1), 1, generator=generator)[:, 0].to(flat_w.device))
     chosen = filled.reshape(K, -1, *filled.shape[4:])[pick, torch.arange(pick.shape[0], device=pick.device)]
     chosen = chosen.reshape(draws, B, T, *filled.shape[4:]).transpose(0, 1)
+    # the self-normalised importance-sampling estimate of E[x | x_obs], over all K x draws proposals
+    weights = torch.softmax(log_w.double(), 0).to(filled.dtype)            # (K, draws, B, T)
+    average = (weights.unsqueeze(-1) * filled).sum(0).mean(0)              # (B, T, D)
     if prefix and not mode:
         how = "exact conditional sampling (the observed notes of every frame come first in the NADE's ordering)"
     elif mode:
@@ -172,7 +176,8 @@ def _infill_frames(model, batch: Batch, S: int, K: int, mode: bool,
     else:
         how = (f"sampling-importance-resampling from {K} proposals per frame with the observed "
                "dimensions moved first in the NADE's ordering (approximate, exact as the proposals grow)")
-    return Infilled(_clean(chosen, batch), batch.lengths, prefix and not mode, how)
+    return Infilled(_clean(chosen, batch), batch.lengths, prefix and not mode, how,
+                    _clean(average.unsqueeze(1), batch)[:, 0])
 
 
 def _infill_gibbs(model, batch: Batch, S: int, generator: torch.Generator | None) -> Infilled:

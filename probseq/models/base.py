@@ -142,6 +142,35 @@ class SequenceModel(nn.Module):
         """
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ truncated BPTT (training)
+    #: whether :meth:`window_loss`, :meth:`join_window_states` and :meth:`window_state_rows` are
+    #: implemented: the trainer can then train consecutive windows of a long sequence with the
+    #: state carried from one to the next (``carry_state``, :mod:`probseq.train.streams`)
+    carries_training_state: ClassVar[bool] = False
+
+    def carry_problem(self) -> str | None:
+        """Why this model, as configured, cannot carry its state between training windows (one
+        clause, printed by the trainer when it trains on windows), or ``None`` when it can."""
+        if not self.carries_training_state:
+            return f"model {self.name!r} has no deterministic state to carry from one window to the next"
+        return None
+
+    def window_loss(self, window: Any, state: Any, *, generator: torch.Generator | None = None
+                    ) -> tuple[Tensor, Any]:
+        """The training loss per frame of a :class:`~probseq.data.window.TimeWindow` given the state
+        after the frames before it (the same objective as :meth:`loss`, so that on contiguous
+        windows the frame-weighted mean of the values equals :meth:`loss` of the whole sequences),
+        and the state after the window (not detached: the caller truncates the gradient)."""
+        raise NotImplementedError
+
+    def join_window_states(self, states: list[Any]) -> Any:
+        """One window state holding the rows of ``states`` in order (a batch of carried streams)."""
+        raise NotImplementedError
+
+    def window_state_rows(self, state: Any, index: Tensor) -> Any:
+        """The rows ``index`` ``(m,)`` of a window state."""
+        raise NotImplementedError
+
     def frames_of(self, batch: Batch) -> Tensor:
         """The zero-padded frames ``(B, T, ...)`` in the dtype of the model's parameters: the one
         place a model casts its input (a float64 model scores float32 data; integer symbols of

@@ -96,6 +96,9 @@ class IIDFrameModel(SequenceModel):
     def window_state(self, batch: Batch) -> None:
         return None
 
+    def carry_problem(self) -> str:
+        return f"model {self.name!r} has independent frames, so windows lose no context"
+
     def log_prob_window(self, window, state, *, estimator=None, samples=None, generator=None):
         """The window's frame terms plus its share of the length term; no state to carry."""
         estimator = self.check_estimator(estimator)

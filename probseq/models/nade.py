@@ -206,6 +206,14 @@ class RNNNADE(RecurrentFrameModel):
         length = self._length_log_prob(batch, params, length_head).sum()
         return (total - length) / batch.n_frames
 
+    def frame_training_loss(self, params, x, mask, *, generator=None):
+        """The exact NLL of the frames in ``mask``; under ``order_agnostic`` each frame's loss under
+        a fresh random ordering (as :meth:`loss`)."""
+        if not self.frame.order_agnostic:
+            return super().frame_training_loss(params, x, mask, generator=generator)
+        frame_loss = self.frame.loss(params, x, generator=generator)
+        return torch.where(mask, frame_loss, torch.zeros_like(frame_loss)).sum()
+
     def validation_loss(self, batch: Batch) -> float:
         """Exact NLL per frame (also under order-agnostic training, whose loss is random)."""
         with torch.no_grad():

@@ -416,6 +416,51 @@ class RecurrentFrameModel(SequenceModel):
                        self.frame.likelihood_kind if stderr is None else "estimate",
                        estimator, stderr), state
 
+    # ---------------------------------------------------------------- truncated BPTT
+    #: consecutive training windows continue from the carried RNN state (:mod:`probseq.train.streams`)
+    carries_training_state: ClassVar[bool] = True
+
+    def carry_problem(self) -> str | None:
+        """A length model scores whole sequences (its terms need each window's place in its
+        sequence), and scheduled sampling and ``train_context`` are whole-sequence objectives, so
+        with any of them each window starts afresh."""
+        cfg = self.config
+        if self.length_model.name != "none":
+            return f"length={self.length_model.name} scores whole sequences (carrying needs length=none)"
+        if str(cfg["scheduled_sampling"]) != "none":
+            return "scheduled sampling runs whole sequences"
+        if int(cfg["train_context"]):
+            return "train_context scores windows that each start afresh"
+        return None
+
+    def frame_training_loss(self, params: Tensor, x: Tensor, mask: Tensor, *,
+                            generator: torch.Generator | None = None) -> Tensor:
+        """``sum`` over the frames in ``mask`` of the training loss of ``x_t`` given ``theta_t``:
+        the exact NLL; frames whose loss is a surrogate (RBM: CD-k; order-agnostic NADE) override it."""
+        lp, _ = self.frame_log_prob(params, x, mask, estimator=self.estimators[0], samples=None,
+                                    generator=generator)
+        return -lp.sum()
+
+    def window_loss(self, window: TimeWindow, state: _RecurrentState, *,
+                    generator: torch.Generator | None = None) -> tuple[Tensor, _RecurrentState]:
+        """The training loss per frame of the window's frames given ``state`` (``length=none``,
+        teacher forcing): with contiguous windows and carried states, the frame-weighted mean
+        equals :meth:`loss` of the whole sequences (Williams & Peng 1990: truncated BPTT)."""
+        self.validate_batch(window.frames)
+        x, params, _, after = self.window_readouts(window, state)
+        total = self.frame_training_loss(params[:, :-1], x, window.frames.mask, generator=generator)
+        return total / window.frames.n_frames, after
+
+    def join_window_states(self, states: list[_RecurrentState]) -> _RecurrentState:
+        first = states[0]
+        hidden = (tuple(torch.cat(parts, 1) for parts in zip(*(s.hidden for s in states)))
+                  if isinstance(first.hidden, tuple) else torch.cat([s.hidden for s in states], 1))
+        target = None if first.target is None else torch.cat([s.target for s in states])
+        return _RecurrentState(hidden, torch.cat([s.output for s in states]), first.steps, target)
+
+    def window_state_rows(self, state: _RecurrentState, index: Tensor) -> _RecurrentState:
+        return self.select_states(state, index)
+
     # ---------------------------------------------------------------- sampling hooks
     def _step(self, state: _RecurrentState, inputs: Tensor) -> _RecurrentState:
         out, hidden = self.rnn(inputs, state.hidden)

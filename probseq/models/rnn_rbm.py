@@ -168,6 +168,10 @@ class RNNRBM(RecurrentFrameModel):
         total = surrogate.sum() - self._length_log_prob(batch, params, length_head).sum()
         return total / batch.n_frames
 
+    def frame_training_loss(self, params, x, mask, *, generator=None):
+        """The CD-k surrogate summed over the frames in ``mask`` (truncated BPTT's window loss)."""
+        return self.frame.loss(params[mask], x[mask].to(params.dtype), generator=generator).sum()
+
     def validation_loss(self, batch: Batch) -> float:
         """The estimated NLL per frame where the frames have a likelihood
         (:func:`~probseq.models._rbm_common.likelihood_validation_loss`: AIS, few chains, fixed seed),

@@ -343,6 +343,37 @@ class RTRBM(SequenceModel):
         total = surrogate.sum() - self._length_log_prob(batch, r).sum()
         return total / batch.n_frames
 
+    # truncated BPTT (probseq.train.streams): the window state above, carried between training windows
+    carries_training_state: ClassVar[bool] = True
+
+    def carry_problem(self) -> str | None:
+        if self.length_model.name != "none":
+            return f"length={self.length_model.name} scores whole sequences (carrying needs length=none)"
+        return None
+
+    def window_loss(self, window, state: _RTRBMWindowState, *, generator: torch.Generator | None = None
+                    ) -> tuple[Tensor, _RTRBMWindowState]:
+        """:meth:`loss` of one window's frames given the state after the frames before it."""
+        frames = window.frames
+        self.validate_batch(frames)
+        n, mask = window.batch_size, frames.mask
+        history = None if state.history is None else state.history[:n]
+        x = self._frames(frames)
+        c, r = self.hidden_biases(x, bias=state.bias[:n], history=history)
+        vb = self.visible_biases(x, history)
+        surrogate = self.rbm.cd_loss(x[mask], self.cd_steps, visible_bias=vb[mask] if vb.dim() > 1 else vb,
+                                     hidden_bias=c[mask], generator=generator)
+        after = _RTRBMWindowState(self.rbm.hidden_bias + r[:, -1] @ self.recurrent_weight.t(),
+                                  None if history is None else torch.cat([history, x], 1)[:, -self.delay:])
+        return surrogate.sum() / frames.n_frames, after
+
+    def join_window_states(self, states: list[_RTRBMWindowState]) -> _RTRBMWindowState:
+        history = None if states[0].history is None else torch.cat([s.history for s in states])
+        return _RTRBMWindowState(torch.cat([s.bias for s in states]), history)
+
+    def window_state_rows(self, state: _RTRBMWindowState, index: Tensor) -> _RTRBMWindowState:
+        return _RTRBMWindowState(state.bias[index], None if state.history is None else state.history[index])
+
     def on_train_step(self, step: int, total_steps: int) -> None:
         self.cd_steps = thesis_cd_steps(self.config, step, total_steps, self.cd_steps)
 

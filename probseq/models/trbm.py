@@ -311,6 +311,10 @@ class TRBM(SequenceModel):
                                      generator=generator)
         return surrogate.sum() / batch.n_frames
 
+    def carry_problem(self) -> str:
+        return ("trbm's hidden delay taps are stochastic, so it carries no deterministic state from one "
+                "window to the next (rtrbm does)")
+
     def on_train_step(self, step: int, total_steps: int) -> None:
         self.cd_steps = thesis_cd_steps(self.config, step, total_steps, self.cd_steps)
 

@@ -17,6 +17,7 @@ from probseq.models.registry import parse_option_value
 from probseq.optim.training import CLOSURE_OPTIMIZERS, OPTIMIZER_OPTIONS, check_optimizer_options
 from probseq.precision import check_precision
 from probseq.train.schedules import LR_SCHEDULES
+from probseq.train.streams import TRAIN_FRAME_BUDGET
 
 __all__ = ["TRAINING_DEFAULTS", "training_options", "NOMINAL_EPOCHS"]
 
@@ -40,7 +41,9 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "valid_budget": 0.1,     # eval_every=0: largest share of the run's time epoch-end validation may take (1 = every epoch)
     "patience": 10,          # validations without improvement before stopping; 0 = never stop early
     "keep": "best",          # best (best-validation weights) | last (the weights of the last step)
-    "train_chunk": 0,        # train on windows of this many frames (0 = whole sequences)
+    "train_chunk": "auto",   # train on windows of this many frames (0 = whole sequences; auto: probseq.train.streams)
+    "train_frames": TRAIN_FRAME_BUDGET,  # train_chunk=auto: windows when batch x longest sequence exceeds this
+    "carry_state": "auto",   # carry the recurrent state across windows (truncated BPTT): auto | true | false
     "transpose": 0,          # piano rolls: shift each piece by up to this many semitones
     "fresh": False,          # generated datasets: new training sequences on every step
     "checkpoint_every": 100,
@@ -78,9 +81,33 @@ def training_options(model, overrides: dict[str, Any] | None = None) -> dict[str
     if not 0 <= float(opts["valid_budget"]) <= 1:
         raise UserError(f"valid_budget is the share of the run's time that validation may take and must "
                         f"lie in [0, 1] (1: validate at every epoch end), got {opts['valid_budget']}")
-    for key in ("decay_patience", "patience", "eval_every", "train_chunk", "transpose"):
+    for key in ("decay_patience", "patience", "eval_every", "transpose"):
         if int(opts[key]) < 0:
             raise UserError(f"{key} must be non-negative, got {opts[key]}")
+    _check_window_options(opts)
     if int(opts["checkpoint_every"]) < 1 or int(opts["log_every"]) < 1:
         raise UserError("checkpoint_every and log_every must be positive")
     return opts
+
+
+def _check_window_options(opts: dict[str, Any]) -> None:
+    """``train_chunk``: ``auto`` or frames >= 0; ``carry_state``: ``auto``, true or false;
+    ``train_frames``: positive (:mod:`probseq.train.streams`). Normalised in place."""
+    chunk = opts["train_chunk"]
+    if not (isinstance(chunk, str) and chunk.lower() == "auto"):
+        try:
+            chunk = int(chunk)
+        except (TypeError, ValueError):
+            chunk = -1
+        if chunk < 0 or isinstance(opts["train_chunk"], float) and opts["train_chunk"] != chunk:
+            raise UserError(f"train_chunk must be auto or a number of frames (0: whole sequences), "
+                            f"got {opts['train_chunk']!r}")
+    opts["train_chunk"] = "auto" if isinstance(chunk, str) else chunk
+    carry = opts["carry_state"]
+    words = {"auto": "auto", "true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+    carry = words.get(carry.lower()) if isinstance(carry, str) else carry
+    if carry not in ("auto", True, False):
+        raise UserError(f"carry_state must be auto, true or false, got {opts['carry_state']!r}")
+    opts["carry_state"] = carry
+    if int(opts["train_frames"]) < 1:
+        raise UserError(f"train_frames must be a positive number of frames, got {opts['train_frames']}")

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -57,6 +58,7 @@ from probseq.train.divergence import DivergenceWatch, TrainingDivergedWarning, a
 from probseq.train.options import NOMINAL_EPOCHS, training_options
 from probseq.train.run_directory import check_budget
 from probseq.train.schedules import PlateauState, step_factor
+from probseq.train.streams import CarriedStates, StreamBatch, StreamPlan, choose_windows
 from probseq.train.validation_budget import ValidationTime, validation_fits
 
 __all__ = ["Trainer", "Progress", "FitSummary", "make_optimizer"]
@@ -135,8 +137,12 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.opts = opts = training_options(model, options)
-        check_plan_options(opts, dataset)
         self.job = job = parallel.current()   # torchrun: this process's rank (one process: rank 0 of 1)
+        # train_chunk=auto and carry_state: windows of long sequences, carried or not (probseq.train.streams)
+        self.windows = choose_windows(model, opts, dataset.split("train"), batch_size=int(opts["batch_size"]),
+                                      distributed=job.enabled)
+        opts["train_chunk"], opts["carry_state"] = self.windows.chunk, self.windows.carry
+        check_plan_options(opts, dataset)
         if device is not None:
             model.to(resolve_device(device))
         if job.enabled and opts["optimizer"] in CLOSURE_OPTIMIZERS:
@@ -174,7 +180,8 @@ class Trainer:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.validation_time = ValidationTime()
         self.divergence = DivergenceWatch()
-        self.plan: EpochPlan | None = None
+        self.plan: EpochPlan | StreamPlan | None = None
+        self.carried = CarriedStates() if self.windows.carry else None   # truncated BPTT's lane states
         self.resumed = False
         # per-step flags and display
         self.lr = self.base_lr
@@ -209,6 +216,8 @@ class Trainer:
             self.validation_time = ValidationTime.from_dict(ckpt.get("validation_time"))
             watch = ckpt.get("divergence") or {}
             self.divergence.reference, self.divergence.warned_at = watch.get("reference"), watch.get("warned_at")
+            if self.carried is not None:
+                self.carried.load_state_dict(ckpt.get("carried", {}), self._window_state_template())
         except (KeyError, RuntimeError, TypeError, ValueError):
             raise UserError(f"{self.checkpoint_path} does not match this run; cannot resume") from None
         state = self.progress
@@ -244,6 +253,10 @@ class Trainer:
         self._log_file = open(self.run_dir / "log.jsonl", "a") if job.is_main else None
         self.log(event="resume" if self.resumed else "start", options=opts, steps=self.steps,
                  minutes=self.minutes, seed=self.seed, world_size=job.world_size, device=str(model_device(model)))
+        if self.windows.notice is not None:
+            self.log(event="windows", message=self.windows.notice)
+            if job.is_main and self.show_progress:
+                print(f"probseq: {self.windows.notice}", file=sys.stderr)
         self._started, self._spent_before = self.clock(), self.progress.elapsed_s
         self._bar = tqdm(total=self.steps, initial=self.progress.step,
                          disable=not self.show_progress or not job.is_main, desc=f"fit {model.name}",
@@ -260,6 +273,9 @@ class Trainer:
         """This process's slice of the next global batch, collated."""
         if self.plan is None:
             examples = fresh_examples(self.dataset, self.batch_size, seed=self.seed, step=self.progress.step)
+        elif isinstance(self.plan, StreamPlan):      # carried state: one process, no sharding
+            windows = self.plan.windows_at(self.progress.position // self.batch_size)
+            return StreamBatch(self.model.collate([self.plan.materialise(w.piece) for w in windows]), windows)
         else:
             examples = self.plan.examples_at(self.progress.position, self.batch_size)
         return self.model.collate(self.job.shard(examples))
@@ -282,7 +298,11 @@ class Trainer:
         else:
             # scaled: this process's share of the global batch's loss; loss: the global batch's
             with self.precision.autocast():       # precision=bf16|fp16 (probseq.precision)
-                own_loss = model.loss(batch, generator=self.loss_gen)
+                if isinstance(batch, StreamBatch):    # truncated BPTT: windows continue carried states
+                    own_loss = self.carried.loss(model, batch, generator=self.loss_gen)
+                    batch = batch.batch
+                else:
+                    own_loss = model.loss(batch, generator=self.loss_gen)
             scaled, loss = job.pool_loss(upcast(own_loss), batch.n_frames)
             if not torch.isfinite(loss):
                 raise UserError(f"training diverged at step {state.step} (the loss is {float(loss.detach())}); "
@@ -425,6 +445,7 @@ class Trainer:
             "validation_time": self.validation_time.state_dict(),
             "divergence": {"reference": self.divergence.reference, "warned_at": self.divergence.warned_at},
             **({} if self.averaged is None else {"averaged": self.averaged.state_dict()}),
+            **({} if self.carried is None else {"carried": self.carried.state_dict()}),
         }, self.checkpoint_path)
 
     def interrupt(self) -> None:
@@ -505,8 +526,16 @@ class Trainer:
     def _plan_for(self, epoch: int) -> EpochPlan | None:
         if self.opts["fresh"]:
             return None
+        if self.windows.carry:
+            return StreamPlan(self.train, seed=self.seed, epoch=epoch, lanes=self.batch_size,
+                              window=self.windows.chunk, transpose=int(self.opts["transpose"]))
         return EpochPlan(self.train, seed=self.seed, epoch=epoch, train_chunk=int(self.opts["train_chunk"]),
                          transpose=int(self.opts["transpose"]))
+
+    def _window_state_template(self):
+        """A window state of the model (its class, for restoring the carried states)."""
+        with torch.no_grad():
+            return self.model.window_state(self.model.collate([self.train[0][:1]]))
 
     def _epoch_length(self, plan: EpochPlan | None) -> int:
         return math.ceil((len(self.train) if plan is None else len(plan)) / self.batch_size)

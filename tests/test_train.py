@@ -116,6 +116,35 @@ def test_keep_chooses_the_best_validation_or_the_final_weights(tmp_path, keep):
     assert differs == (keep == "best")                          # last = the final step's weights
 
 
+@pytest.mark.parametrize("at_start", [True, False])
+def test_validate_at_start_keeps_the_starting_weights_when_training_only_worsens_them(tmp_path, at_start):
+    """``validate_at_start``: step 0 is validated and competes for keep=best; without it, the best
+    of the later validations is kept even when every one of them is worse than the start."""
+    opts = {"lr": 0.05, "batch_size": 8, "eval_every": 3, "patience": 0, "validate_at_start": at_start}
+    model = _model()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    scored_steps = []
+
+    def score(batch):
+        """A validation score that is lowest for the untrained weights and grows with every change."""
+        scored_steps.append(batch)
+        return sum(float((v - start[k]).abs().sum()) for k, v in model.state_dict().items())
+
+    model.validation_loss = score
+    summary = fit(model, _toy_dataset(), tmp_path, steps=12, options=opts, progress=False)
+    events = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    valid_steps = [e["step"] for e in events if e["event"] == "valid"]
+    assert valid_steps == ([0] if at_start else []) + [3, 6, 9, 12]
+    kept_start = all(torch.equal(model.state_dict()[k], v) for k, v in start.items())
+    assert kept_start == at_start
+    assert summary.best_step == (0 if at_start else 3)
+    saved = safe_load(tmp_path / "model.pt")["state_dict"]
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(saved[name], value)
+    assert training_options(_model())["validate_at_start"] is False      # opt-in (model recipes turn it on)
+    assert training_options(_model(), {"validate_at_start": "true"})["validate_at_start"] is True
+
+
 def test_divergence_is_reported_clearly(tmp_path):
     model = _model()
     model.loss = lambda batch, generator=None: torch.tensor(float("nan"), requires_grad=True)

@@ -22,7 +22,9 @@ for RBMs, the negative ELBO for latent-variable models) with:
   budget always validate; ``valid_budget=1`` validates at every epoch end
   (:mod:`probseq.train.validation_budget`). The best weights are kept in ``model.pt``
   (``keep=last`` keeps the final weights instead, for models whose cheap validation score is only a
-  proxy of the likelihood). ``log.jsonl`` records the seconds spent outside and inside validation
+  proxy of the likelihood). With ``validate_at_start=true`` the weights as ``prepare`` left them
+  are validated before the first step (step 0), so ``keep=best`` returns them when training never
+  improves on them (a data-fitted start such as the motion models' autoregression). ``log.jsonl`` records the seconds spent outside and inside validation
   (``train_s``, ``valid_s``) on every ``valid`` line and on the ``end`` line;
 * stopping when the first of these happens: ``steps`` (or ``epochs``) done; ``patience``
   validations without improvement; plateau decay took the learning rate below ``min_lr``; the
@@ -107,6 +109,8 @@ def fit(model, dataset, run_dir: str | Path, *, steps: int | None = None, epochs
         trainer.set_up()
     with trainer.session():               # log.jsonl and the progress bar are closed however it ends
         try:
+            if trainer.start_validation_due():
+                trainer.validate()            # validate_at_start: the starting weights compete too
             while not trainer.finished():
                 trainer.step(trainer.next_batch())
                 if trainer.validation_due():

@@ -41,6 +41,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "valid_budget": 0.1,     # eval_every=0: largest share of the run's time epoch-end validation may take (1 = every epoch)
     "patience": 10,          # validations without improvement before stopping; 0 = never stop early
     "keep": "best",          # best (best-validation weights) | last (the weights of the last step)
+    "validate_at_start": False,  # also validate the starting weights (step 0), so keep=best can keep them
     "train_chunk": "auto",   # train on windows of this many frames (0 = whole sequences; auto: probseq.train.streams)
     "train_frames": TRAIN_FRAME_BUDGET,  # train_chunk=auto: windows when batch x longest sequence exceeds this
     "carry_state": "auto",   # carry the recurrent state across windows (truncated BPTT): auto | true | false

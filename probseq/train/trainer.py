@@ -6,6 +6,8 @@ described there)::
     trainer = Trainer(model, dataset, run_dir, steps=..., options=...)
     trainer.set_up()                  # or trainer.resume(): False when the run is already over
     with trainer.session():           # opens log.jsonl and the progress bar; closes them whatever happens
+        if trainer.start_validation_due():
+            trainer.validate()        # validate_at_start: step 0, the starting weights
         while not trainer.finished():
             trainer.step(trainer.next_batch())
             if trainer.validation_due():
@@ -338,6 +340,14 @@ class Trainer:
         return value
 
     # ------------------------------------------------------------------ validation
+    def start_validation_due(self) -> bool:
+        """Whether to validate the starting weights before the first step (``validate_at_start``).
+
+        Only a new run at step 0 with a validation split; the score competes for ``keep=best``
+        and starts the plateau count like any other validation.
+        """
+        return bool(self.opts["validate_at_start"]) and bool(self.valid) and self.progress.step == 0
+
     def validation_due(self) -> bool:
         """Whether the step just taken ends with a validation.
 

@@ -13,7 +13,10 @@ Three options shape the pieces, each usable with any dataset whose examples are 
     random offset ``o ~ U{0, ..., L-1}`` drawn afresh every epoch (the first, shorter piece
     ``[0, o)`` is kept too), so an epoch still covers every frame once and the window borders move
     from epoch to epoch. Each window is trained as a sequence of its own, starting from the model's
-    initial state (as Boulanger-Lewandowski et al. 2012 trained on long piano pieces).
+    initial state (as Boulanger-Lewandowski et al. 2012 trained on long piano pieces). The
+    trainer's default ``train_chunk=auto`` chooses ``L`` from a frame budget for long recordings
+    and then, for models that can, trains the windows in order with the recurrent state carried
+    between them instead (truncated BPTT, :mod:`probseq.train.streams`).
 
 ``transpose = K`` (piano-roll augmentation)
     Each piece is shifted by a whole number of semitones drawn uniformly from those in

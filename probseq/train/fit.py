@@ -24,7 +24,8 @@ for RBMs, the negative ELBO for latent-variable models) with:
   (``keep=last`` keeps the final weights instead, for models whose cheap validation score is only a
   proxy of the likelihood). With ``validate_at_start=true`` the weights as ``prepare`` left them
   are validated before the first step (step 0), so ``keep=best`` returns them when training never
-  improves on them (a data-fitted start such as the motion models' autoregression). ``log.jsonl`` records the seconds spent outside and inside validation
+  improves on them (a data-fitted start such as the motion models' autoregression). ``log.jsonl``
+  records the seconds spent outside and inside validation
   (``train_s``, ``valid_s``) on every ``valid`` line and on the ``end`` line;
 * stopping when the first of these happens: ``steps`` (or ``epochs``) done; ``patience``
   validations without improvement; plateau decay took the learning rate below ``min_lr``; the
@@ -35,7 +36,10 @@ for RBMs, the negative ELBO for latent-variable models) with:
   recipe: under it validation selects weights but never decays the rate or stops the run early;
 * what each step trains on comes from :mod:`probseq.train.data_order`: shuffled whole sequences,
   random windows of long ones (``train_chunk``), transposed piano rolls (``transpose``), or freshly
-  generated sequences (``fresh``), all a pure function of the seed and the position;
+  generated sequences (``fresh``), all a pure function of the seed and the position; long
+  recordings (``batch_size x`` longest sequence above ``train_frames``) train on windows by default
+  (``train_chunk=auto``), in order with the recurrent state carried between them where the model
+  can (``carry_state``, truncated BPTT: :mod:`probseq.train.streams`), and the trainer says so;
 * checkpoints written atomically every ``checkpoint_every`` steps and at the end, holding the
   model, the optimiser, the position in the data order, the plateau state, the elapsed time and
   every random generator, so that ``--resume`` after a crash continues exactly where the

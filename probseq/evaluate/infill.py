@@ -12,7 +12,7 @@ particles / proposals) and is scored on the hidden values only, against the trut
 
 * ``infill_mse_per_value``: squared error of the model's estimate of :math:`E[x^{hid} \\mid x^{obs}]`
   (for binary data the Brier score of that probability): the mean of the completions, or a
-  Rao-Blackwellised estimate where the model has one (:attr:`Infilled.posterior_mean`;
+  lower-variance estimate where the model has one (:attr:`Infilled.posterior_mean`;
   ``infill_mean`` says which);
 * binary data: ``infill_expected_hamming_per_value``, the expected fraction of hidden values a
   completion gets wrong (``|x - q|`` with ``q`` that estimated probability: a unit drawn with
@@ -179,7 +179,7 @@ def infill_metrics(model, examples: list[Any], train: list[Any], *, hide: float 
         batch = model.collate(partial)
         result = infill(model, batch, draws=draws, particles=K, generator=sample_gen)
         method, exact = result.method, exact and result.exact
-        rao_blackwellised = result.posterior_mean is not None
+        posterior_estimate = result.posterior_mean is not None
         guess = (result.posterior_mean if result.posterior_mean is not None
                  else result.completions.mean(1)).double().cpu()              # (B, T, D)
         for j, i in enumerate(part):
@@ -205,7 +205,7 @@ def infill_metrics(model, examples: list[Any], train: list[Any], *, hide: float 
             labels = _combine_labels(lp_all, lp_obs, labels)
     out: dict[str, Any] = {"hide": hide, "hide_pattern": pattern, "n_hidden_values": n_hidden,
                            "particles": K, "draws": draws, "infill_method": method, "infill_exact": exact,
-                           "infill_mean": "posterior-mean estimate" if rao_blackwellised else "mean of the draws"}
+                           "infill_mean": "posterior-mean estimate" if posterior_estimate else "mean of the draws"}
     for name, tally in tallies.items():
         out.update(tally.report(name, n_hidden))
     if nll_reason is None and labels is not None:

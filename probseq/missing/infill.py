@@ -52,9 +52,9 @@ class Infilled:
         exact: whether the draws follow the model's exact conditional of the missing values.
         method: one phrase on how they were drawn.
         posterior_mean: ``(B, T, ...)`` an estimate of :math:`E[x \\mid x^{obs}]` better than the
-            mean of the draws where the model gives one (factorial frames: exact for independent
-            frames, Rao-Blackwellised over the particles for recurrent models; NADE frames: the
-            self-normalised importance-sampling average of all the proposals), else ``None``.
+            mean of the draws where the model gives one (factorial independent frames: exact;
+            recurrent models: all particles' paths weighted by their final weights; NADE frames:
+            the self-normalised importance-sampling average of all the proposals), else ``None``.
     """
 
     completions: Tensor
@@ -99,9 +99,8 @@ def infill(model, batch: Batch, *, draws: int = 1, particles: int | None = None,
             if method == "frames":
                 return _infill_frames(model, batch, S, K, mode, generator)
             if method == "particles":
-                cheap_mean = getattr(model.frame, "observed_marginal", "none") == "exact"
                 result = particle_filter(model, batch, particles=K, draws=S, mode=mode, generator=generator,
-                                         posterior_mean=cheap_mean)
+                                         posterior_mean=True)
                 what = ("the highest-weight trajectory of" if mode else "trajectories drawn from")
                 average = None
                 if result.posterior_mean is not None:

@@ -60,8 +60,10 @@ class ParticleResult:
         min_ess: the smallest effective sample size seen, as a fraction of ``K`` (1 when the
             weights never differed).
         posterior_mean: ``(B, T, ...)`` the filter-smoother's estimate of
-            :math:`E[x_t \\mid x^{obs}_{1:T}]`, Rao-Blackwellised (each particle's path contributes
-            its frames' conditional means, weighted by its final weight), or ``None``.
+            :math:`E[x_t \\mid x^{obs}_{1:T}]`: every final particle's traced path weighted by its
+            final weight (all ``K`` paths, not ``S`` draws from them), or ``None``. (Replacing a
+            path's value by its conditional mean given the past would be wrong: the final weights
+            depend on the value itself through the observations after it.)
     """
 
     log_marginal: Tensor
@@ -97,8 +99,7 @@ def particle_filter(model, batch: Batch, *, particles: int, draws: int = 0, mode
             ``"observed"`` (the training objective: one particle, no resampling, and each step
             scored by ``frame.observed_loss`` with gradients, the missing inputs filled by a draw).
         resample_threshold: resample a sequence's particles when ``ESS < threshold K``.
-        posterior_mean: also return the Rao-Blackwellised posterior mean (``frame.mean`` of every
-            particle's frame parameters, the observed values where observed).
+        posterior_mean: also return the weighted average of all final particles' paths.
     """
     if particles < 1:
         raise UserError(f"the number of particles must be positive, got {particles}")
@@ -121,7 +122,6 @@ def particle_filter(model, batch: Batch, *, particles: int, draws: int = 0, mode
     log_z = torch.zeros(B, dtype=log_w.dtype, device=device)
     keep = draws > 0 or mode or posterior_mean
     path: list[Tensor] = []          # filled frames (N, ...) per step
-    means: list[Tensor] = []         # conditional means of the frames (N, ...) per step
     ancestry: list[Tensor] = []      # (N,) index of each particle's parent among the step before's
     min_ess = 1.0
     offsets = (torch.arange(B, device=device) * K).unsqueeze(1)
@@ -156,9 +156,6 @@ def particle_filter(model, batch: Batch, *, particles: int, draws: int = 0, mode
         log_w = log_w + inc.reshape(B, K).to(log_w.dtype)
         if keep:
             path.append(filled)
-        if posterior_mean:
-            with torch.no_grad():
-                means.append(torch.where(obs_t, x_t, frame.mean(params).to(x_t.dtype)))
         if t + 1 < T or lm.head_dim:
             state = model.advance(state, filled)
         if lm.head_dim:
@@ -172,7 +169,7 @@ def particle_filter(model, batch: Batch, *, particles: int, draws: int = 0, mode
         completions = _trace(path, ancestry, log_w, offsets, draws, mode, generator)
     if posterior_mean:
         every = torch.arange(K, device=device).expand(B, K)
-        paths = _trace(means, ancestry, log_w, offsets, K, False, generator, pick=every)  # (B, K, T, ...)
+        paths = _trace(path, ancestry, log_w, offsets, K, False, generator, pick=every)   # (B, K, T, ...)
         weights = torch.softmax(log_w.double(), 1).to(paths.dtype)
         average = (weights.reshape(B, K, *([1] * (paths.dim() - 2))) * paths).sum(1)
     return ParticleResult(log_z, completions, min_ess, average)

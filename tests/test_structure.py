@@ -18,6 +18,7 @@ listed, each with its reason, in :data:`PRIVATE_ACCESS_ALLOWED`.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 from pathlib import Path
 
@@ -40,17 +41,25 @@ def _modules() -> dict[str, Path]:
 MODULES = _modules()
 
 
+@functools.lru_cache(maxsize=None)
+def _tree(name: str) -> ast.Module:
+    """The parsed source of module ``name``, parsed once for all the checks below."""
+    path = MODULES[name]
+    return ast.parse(path.read_text(), str(path))
+
+
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
+@functools.lru_cache(maxsize=None)
 def _imports(name: str) -> list[tuple[str, str | None]]:
     """``(module imported, name imported from it or None)`` for every import statement of ``name``."""
     path = MODULES[name]
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     out = []
-    tree = ast.parse(path.read_text(), str(path))
+    tree = _tree(name)
     type_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block.test)
                  for n in ast.walk(block)}
     for node in ast.walk(tree):
@@ -265,7 +274,7 @@ def f(self, vrnn, rbm, frame):
 def test_no_module_reads_a_private_attribute_of_another_object():
     offences, used = [], set()
     for m, path in MODULES.items():
-        for line, expr in _private_accesses(ast.parse(path.read_text(), str(path))):
+        for line, expr in _private_accesses(_tree(m)):
             if (m, expr) in PRIVATE_ACCESS_ALLOWED:
                 used.add((m, expr))
             else:
@@ -287,6 +296,5 @@ def test_private_modules_are_imported_only_inside_their_package():
 
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_every_module_has_a_docstring_naming_its_responsibility(name):
-    tree = ast.parse(MODULES[name].read_text())
-    doc = ast.get_docstring(tree)
+    doc = ast.get_docstring(_tree(name))
     assert doc and len(doc.split()) >= 3, f"{MODULES[name]} has no module docstring saying what it is for"

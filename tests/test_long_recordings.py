@@ -162,6 +162,9 @@ def test_auto_windows_only_when_batch_times_longest_exceeds_the_budget():
     explicit = _choice("gru", train_chunk=100)            # a recipe's or user's windows: afresh
     assert (explicit.chunk, explicit.carry) == (100, False) and "carry_state=true" in explicit.notice
     assert _choice("gru", train_chunk=100, carry_state="true").carry
+    recipe = _choice("gru", train_chunk=100, batch_size=4, train_frames=1000)   # a long recording
+    assert (recipe.chunk, recipe.carry) == (100, True)
+    assert not _choice("gru", train_chunk=100, batch_size=4, train_frames=1000, carry_state=False).carry
 
 
 def test_models_that_cannot_carry_say_so_in_one_line():

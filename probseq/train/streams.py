@@ -14,10 +14,13 @@ so ~2.4 GB for one such sequence; RNN-NADE: ~70 KB per frame). Two options bound
     final state of window ``k`` being the initial state of window ``k + 1``: truncated
     backpropagation through time (Williams & Peng 1990; Sutskever 2013, §2.5.5), as language
     models are trained (Zaremba et al. 2014). The forward pass then sees the whole past of every
-    frame; only the gradient is cut at window borders. ``auto`` carries when the windows come
-    from ``train_chunk=auto`` and the model can carry its state (``true`` also carries with an
-    explicit ``train_chunk``, and refuses a model that cannot); without carrying, each window is
-    a sequence of its own starting from the model's initial state (:mod:`~probseq.train.data_order`).
+    frame; only the gradient is cut at window borders. ``auto`` carries on a long recording
+    (``batch_size x longest > train_frames``, whether the windows come from ``train_chunk=auto`` or
+    from a recipe's ``train_chunk``, such as RNN-NADE's 200) when the model can carry its state;
+    ``true`` carries whenever there are windows, and refuses a model that cannot. Without
+    carrying, each window is a sequence of its own starting from the model's initial state, in
+    random order (:mod:`~probseq.train.data_order`), as before: the recipes' windows on the
+    Boulanger-Lewandowski piano rolls (pieces of at most ~4,300 frames) are unchanged.
 
 Which models carry: those with :attr:`~probseq.models.base.SequenceModel.carries_training_state`
 (the recurrent backbones ``rnn``, ``gru``, ``lstm``, ``mrnn``, ``rnn-nade``, ``rnn-rbm``, and
@@ -88,8 +91,9 @@ def choose_windows(model, opts: dict[str, Any], examples: Sequence[Any], *, batc
     lengths = _frame_lengths(examples) if not opts["fresh"] else None
     longest = max(lengths, default=0) if lengths else 0
     auto = chunk_opt == "auto"
+    long = bool(lengths) and batch_size * longest > budget      # a long recording
     if auto:
-        chunk = max(1, budget // batch_size) if lengths and batch_size * longest > budget else 0
+        chunk = max(1, budget // batch_size) if long else 0
     else:
         chunk = int(chunk_opt)
     if chunk == 0 or longest <= chunk:
@@ -104,7 +108,7 @@ def choose_windows(model, opts: dict[str, Any], examples: Sequence[Any], *, batc
         problem = f"optimizer {opts['optimizer']} evaluates each batch several times"
     if problem is None and any(bool(torch.isnan(e).any()) for e in examples if e.is_floating_point()):
         problem = "the training data has missing values, which are trained on whole windows afresh"
-    carry = (auto if carry_opt == "auto" else bool(carry_opt)) and problem is None
+    carry = (long if carry_opt == "auto" else bool(carry_opt)) and problem is None
     if carry_opt is True and problem is not None:
         raise UserError(f"carry_state=true cannot be used here: {problem}")
     why = (f"train_chunk=auto: batch {batch_size} x window <= train_frames={budget}" if auto

@@ -73,7 +73,10 @@ def sample_statistics(run: Path, samples: Path) -> dict:
 
     info = json.loads((run / "run.json").read_text())
     meta, d = info["meta"], info["dataset"]
-    mean, std = np.asarray(meta["mean"]), np.asarray(meta["std"])
+    kept = np.asarray(meta["kept"])
+    mean, std = np.asarray(meta["mean"])[kept], np.asarray(meta["std"])[kept]
+    height_column = int(np.flatnonzero(kept == 0)[0])
+    rotation_columns = kept >= BODY_ROOT_SIZE
     train = load_dataset("bvh", data_dir=d["data_dir"], **(d.get("options") or {}), run_meta=meta).splits["train"]
     train = [np.asarray(x, dtype=np.float64) * std + mean for x in train]
     with np.load(samples) as z:
@@ -81,11 +84,11 @@ def sample_statistics(run: Path, samples: Path) -> dict:
     seqs = [values[i, :lengths[i]].astype(np.float64) * std + mean for i in range(len(lengths))]
     fps = float(meta["fps"])
     tail = [s[-int(5 * fps):] for s in seqs]
-    height = np.concatenate([s[:, 0] for s in train])
-    sample_height = np.concatenate([s[:, 0] for s in seqs])
+    height = np.concatenate([s[:, height_column] for s in train])
+    sample_height = np.concatenate([s[:, height_column] for s in seqs])
 
     def motion(xs):
-        return float(np.mean(np.concatenate([np.abs(np.diff(x[:, BODY_ROOT_SIZE:], axis=0)) for x in xs])))
+        return float(np.mean(np.concatenate([np.abs(np.diff(x[:, rotation_columns], axis=0)) for x in xs])))
 
     return {"train_height_min": float(height.min()), "train_height_max": float(height.max()),
             "sample_height_min": float(sample_height.min()), "sample_height_max": float(sample_height.max()),

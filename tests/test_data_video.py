@@ -238,3 +238,15 @@ def test_moving_mnist_from_the_command_line(tmp_path, capsys):
     err = _error(["fit", "rtrbm", "--data", "moving-mnist", "--data-dir", str(tmp_path / "half"),
                   "--steps", "1", "--out", str(tmp_path / "r")], capsys)
     assert "t10k-images-idx3-ubyte" in err and "probseq download mnist" in err
+
+
+def test_mp4_without_imageio_ffmpeg_is_one_sentence(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "imageio_ffmpeg" else real(name, *a))
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "a.mp4").write_bytes(b"\x00" * 64)
+    err = _error(["fit", "rtrbm", "--data", "video", "--data-dir", str(tmp_path / "clips"), "--steps", "1",
+                  "--out", str(tmp_path / "r")], capsys)
+    assert "a.mp4 needs imageio-ffmpeg (pip install imageio-ffmpeg)" in err and "GIF" in err

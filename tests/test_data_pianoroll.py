@@ -110,6 +110,25 @@ def test_embedded_jsb_has_standard_splits():
     assert data.meta["tempo_bpm"] == 120 and data.meta["media"] == "pianoroll"
 
 
+def test_a_set_is_read_once_per_file_version_and_each_load_gets_its_own_copy(tmp_path):
+    from probseq.data.sets.polyphonic import _read_rolls_once, load_polyphonic
+
+    path = tmp_path / "rolls.json"
+    path.write_text(json.dumps(_good_notes()))
+    first = load_polyphonic("nottingham", data_file=path)
+    before = _read_rolls_once.cache_info()
+    second = load_polyphonic("nottingham", data_file=path)
+    assert _read_rolls_once.cache_info().hits == before.hits + 1          # not read again
+    assert_same_splits(first.splits, second.splits)
+    first.split("train")[0].fill_(7.0)                                  # a caller that edits its data
+    assert set(second.split("train")[0].unique().tolist()) <= {0.0, 1.0}
+    assert set(load_polyphonic("nottingham", data_file=path).split("train")[0].unique().tolist()) <= {0.0, 1.0}
+    changed = {**_good_notes(), "train": [[[60], [62, 64]], [[70]], [[71]]]}
+    path.write_text(json.dumps(changed))                                # a new version of the file
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert len(load_polyphonic("nottingham", data_file=path).split("train")) == 3
+
+
 def test_embedded_jsb_equals_mat(shared_data):
     mat = read_pianoroll_file(shared_data / "polyphonic" / "JSB_Chorales.mat")
     assert_same_splits(load_dataset("jsb").splits, mat)

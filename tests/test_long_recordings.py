@@ -189,3 +189,31 @@ def test_the_cli_says_when_it_trains_on_windows(tmp_path, capsys):
                  "--out", str(run)]) == 0
     err = capsys.readouterr().err
     assert "training on windows of 200 frames" in err and "carried" in err
+
+
+@pytest.mark.parametrize("name, hyper", [("mrnn", {"hidden": 4}),
+                                         ("rnn-rbm", {"hidden": 4, "rbm_hidden": 3, "cd_steps": 1}),
+                                         ("rtrbm", {"hidden": 3, "cd_steps": 1})])
+def test_every_carrying_family_trains_carried_windows(tmp_path, name, hyper):
+    g = torch.Generator().manual_seed(0)
+    seqs = [(torch.rand(t, 4, generator=g) < 0.3).float() for t in (120, 40)]
+    data = Dataset("toy", DataSpec("binary", 4), {"train": seqs})
+    torch.manual_seed(0)
+    model = build_model(name, DataSpec("binary", 4), hyper)
+    summary = fit(model, data, tmp_path, steps=4, progress=False,
+                  options={"batch_size": 2, "train_frames": 100, "keep": "last"})
+    assert summary.steps == 4
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert any(e["event"] == "windows" and "carried" in e["message"] for e in log)
+
+
+def test_the_rtrbm_state_after_a_window_is_the_whole_sequence_state():
+    torch.manual_seed(0)
+    model = build_model("rtrbm", DataSpec("binary", 4), {"hidden": 3}).double()
+    x = (torch.rand(1, 20, 4) < 0.4).double()
+    c_full, _ = model.hidden_biases(x)
+    batch = model.collate([x[0, :8]])
+    from probseq.data.window import TimeWindow
+
+    _, after = model.window_loss(TimeWindow(batch, 0, batch.lengths), model.window_state(batch))
+    torch.testing.assert_close(after.bias, c_full[:, 8])

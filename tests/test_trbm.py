@@ -239,7 +239,7 @@ def test_training_learns_a_deterministic_cycle():
     g = torch.Generator().manual_seed(0)
     batch = Batch.from_sequences(data)
     before = model.validation_loss(batch)
-    for _ in range(150):
+    for _ in range(60):                  # accuracy 1.0 and loss ratio about 0.065 for seeds 0..2 at 60
         opt.zero_grad()
         model.loss(batch, generator=g).backward()
         opt.step()

@@ -244,5 +244,16 @@ class CarriedStates:
         return {lane: _fields(state) for lane, state in self.by_lane.items()}
 
     def load_state_dict(self, saved: dict[Any, Any], template: Any) -> None:
-        """Restore from :meth:`state_dict`; ``template``: a window state of the model (its class)."""
-        self.by_lane = {int(lane): replace(template, **values) for lane, values in saved.items()}
+        """Restore from :meth:`state_dict`; ``template``: a window state of the model (its class
+        and device; checkpoints are read onto the CPU)."""
+        device = next((v.device for v in _fields(template).values() if isinstance(v, torch.Tensor)), None)
+
+        def to_device(value: Any) -> Any:
+            if isinstance(value, torch.Tensor):
+                return value.to(device) if device is not None else value
+            if isinstance(value, (tuple, list)):
+                return type(value)(to_device(v) for v in value)
+            return value
+
+        self.by_lane = {int(lane): replace(template, **{k: to_device(v) for k, v in values.items()})
+                        for lane, values in saved.items()}

@@ -218,3 +218,31 @@ def test_the_rtrbm_state_after_a_window_is_the_whole_sequence_state():
 
     _, after = model.window_loss(TimeWindow(batch, 0, batch.lengths), model.window_state(batch))
     torch.testing.assert_close(after.bias, c_full[:, 8])
+
+
+@pytest.mark.parametrize("name, kind", [("lstm", "real"), ("rtrbm", "binary")])
+def test_carried_states_go_through_a_weights_only_checkpoint(tmp_path, name, kind):
+    torch.manual_seed(0)
+    model = build_model(name, DataSpec(kind, 3), {"hidden": 4})
+    seqs = [(torch.rand(30, 3) < 0.5).float()]
+    plan = StreamPlan(seqs, seed=0, epoch=0, lanes=1, window=10)
+    carried = CarriedStates()
+    windows = plan.windows_at(0)
+    carried.loss(model, StreamBatch(model.collate([plan.materialise(w.piece) for w in windows]), windows))
+    torch.save(carried.state_dict(), tmp_path / "c.pt")
+    restored = CarriedStates()
+    with torch.no_grad():
+        template = model.window_state(model.collate([seqs[0][:1]]))
+    restored.load_state_dict(torch.load(tmp_path / "c.pt", weights_only=True), template)
+    a, b = carried.by_lane[0], restored.by_lane[0]
+    assert type(a) is type(b)
+    for x, y in zip(state_tensors(a), state_tensors(b)):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+
+
+def state_tensors(state):
+    """The tensors of a window state, in field order (tuples flattened)."""
+    out = []
+    for value in vars(state).values():
+        out.extend(value if isinstance(value, tuple) else [value] if isinstance(value, torch.Tensor) else [])
+    return out

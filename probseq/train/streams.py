@@ -36,7 +36,8 @@ Step ``s`` of the epoch trains on window ``s`` of every lane that still has one:
 its segments window by window (``L`` frames; the last window of a segment may be shorter and
 never carries its state on). So every frame is trained on exactly once per epoch, in order within
 its segment. The plan is a pure function of ``(seed, epoch)``; the carried states are saved in
-the checkpoint, so ``--resume`` continues exactly.
+the checkpoint, so ``--resume`` continues exactly (a checkpoint without them, written by a run
+that did not carry, restarts its streams' next windows from the initial state).
 """
 
 from __future__ import annotations
@@ -221,12 +222,10 @@ class CarriedStates:
         fresh = model.window_state(batch)
         rows = []
         for i, w in enumerate(windows):
-            if w.fresh:
-                rows.append(model.window_state_rows(fresh, torch.tensor([i], device=batch.lengths.device)))
-            elif w.lane in self.by_lane:
+            if not w.fresh and w.lane in self.by_lane:
                 rows.append(self.by_lane[w.lane])
-            else:
-                raise RuntimeError(f"lane {w.lane} continues a segment but carries no state")
+            else:   # a segment's start (or a checkpoint written without carried states)
+                rows.append(model.window_state_rows(fresh, torch.tensor([i], device=batch.lengths.device)))
         state = model.join_window_states(rows)
         loss, after = model.window_loss(TimeWindow(batch, 0, batch.lengths), state, generator=generator)
         width = batch.max_length

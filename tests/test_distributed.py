@@ -30,8 +30,7 @@ from probseq.testing import ddp
 from probseq.parallel import Distributed
 from probseq.train.fit import fit
 
-# slow: one start of two gloo processes (each imports torch and probseq) for the whole module
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread"),
+pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                                  reason="this torch build has no torch.distributed gloo backend")]
 
@@ -40,6 +39,8 @@ GRU = ("gru", BINARY, {"hidden": 6, "length": "halting"})
 OPTIONS = {"keep": "last", "patience": 0, "log_every": 1, "checkpoint_every": 1, "eval_every": 2}
 
 
+# The tests that read the 2-process job's outputs are marked slow: one start of two gloo processes
+# (each imports torch and probseq) for all of them takes several seconds.
 @pytest.fixture(scope="module")
 def job_outputs(tmp_path_factory):
     """One start of 2 gloo processes runs every multi-process case; the tests compare its outputs."""
@@ -68,6 +69,7 @@ def _fit_one_process(run_dir, steps, batch_size, resume=False):
     return model.state_dict()
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one_with_the_global_batch(job_outputs, tmp_path):
     two = torch.load(job_outputs / "two" / "final.pt", weights_only=True)
     one = _fit_one_process(tmp_path / "one", 4, 8)
@@ -84,6 +86,7 @@ def test_two_processes_train_like_one_with_the_global_batch(job_outputs, tmp_pat
     torch.testing.assert_close(torch.tensor(valid_two), torch.tensor(valid_one), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_two_process_run_resumes_with_one_process(job_outputs, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(job_outputs / "run", run)
@@ -119,6 +122,7 @@ def _oracle_gradient(name, spec, hyper, batch_size, world):
     return pooled, {n: p.grad for n, p in model.named_parameters()}
 
 
+@pytest.mark.slow
 def test_summed_gradients_equal_the_pooled_loss_gradient(job_outputs):
     for i, (name, spec, hyper) in enumerate(CASES):
         saved = torch.load(job_outputs / f"grads-{i}.pt", weights_only=True)
@@ -138,6 +142,7 @@ SCORE_CASES = [
 ]
 
 
+@pytest.mark.slow
 def test_sharded_evaluation_equals_one_process(job_outputs):
     for i, (name, spec, hyper, estimator, samples) in enumerate(SCORE_CASES):
         two = torch.load(job_outputs / f"scores-{i}.pt", weights_only=True)

@@ -133,7 +133,7 @@ def test_evaluate_infill_refuses_nothing_or_everything_hidden(run, capsys):
 def test_evaluate_infill_says_when_there_is_no_likelihood(rbm_run, capsys):
     assert main(["evaluate", str(rbm_run), "--metric", "infill", "--hide", "0.05", "--draws", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["nll_hidden_per_value"] is None and "missing values" in result["nll_hidden_unavailable"]
+    assert result["nll_hidden_per_value"] is None and "no likelihood" in result["nll_hidden_unavailable"]
 
 
 # ----------------------------------------------------------------------------- baselines, hiding

@@ -172,6 +172,8 @@ def infill_metrics(model, examples: list[Any], train: list[Any], *, hide: float 
                         "use --hide-pattern random")
     tallies = {name: _Tally(binary) for name in ("infill", "baseline_linear", "baseline_nearest", "baseline_mean")}
     nll_model, nll_mean, labels, method, exact, nll_reason = 0.0, 0.0, None, "", True, None
+    if not getattr(model, "supports_missing", False):
+        nll_reason = f"model {model.name!r} has no likelihood of partly observed sequences"
     model.eval()
     for start in range(0, len(examples), batch_size):
         part = range(start, min(start + batch_size, len(examples)))

@@ -274,7 +274,7 @@ def _version() -> str:
 def cmd_evaluate(args) -> int:
     import torch
 
-    from probseq.evaluate.prediction import next_frame_errors
+    from probseq.evaluate.prediction import next_frame_errors, starting_point_errors
     from probseq.evaluate.chunking import resolve_frame_budget
     from probseq.device import generator_for
     from probseq.evaluate.sharded import score_split_sharded
@@ -308,6 +308,9 @@ def cmd_evaluate(args) -> int:
         result.update({"n_sequences": len(examples), "n_frames": int(sum(len(e) for e in examples))})
         result.update(next_frame_errors(model, examples, batch_size=args.batch_size,
                                         frame_budget=resolve_frame_budget(args.frame_budget)))
+        # a model that starts from a fit to the data: that start, untrained, as a third baseline
+        result.update(starting_point_errors(info, dataset, examples, batch_size=args.batch_size,
+                                            frame_budget=resolve_frame_budget(args.frame_budget)))
     elif args.metric == "infill":        # hide values, fill them in, score (probseq.evaluate.infill)
         from probseq.evaluate.infill import infill_metrics
 

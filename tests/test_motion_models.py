@@ -11,6 +11,7 @@ import torch
 
 from probseq.data.batch import Batch
 from probseq.data.spec import DataSpec
+from probseq.errors import UserError
 from probseq.evaluate.prediction import linear_extrapolation, next_frame_errors
 from probseq.frames.rbm import RBM
 from probseq.models._autoregressive import RIDGES, delay_taps, fit_autoregression
@@ -117,6 +118,120 @@ def test_autoregression_solves_the_ridge_problem_exactly():
         assert torch.allclose(bias, (x - z @ p.t()).mean(0), atol=1e-6)
     weight, _ = _solve(x, z, "diagonal", "last", 1e-3)
     assert weight[0, 1] == 0 and weight[1, 2] == 0 and weight[0, 0] != 0
+
+
+def _random_walks(n, length, seed, dim=3, step=0.1):
+    """Sequences whose true dynamics is the identity plus noise: ``x_t = x_{t-1} + step * noise``."""
+    g = torch.Generator().manual_seed(seed)
+    return [torch.cumsum(step * torch.randn(length, dim, generator=g, dtype=torch.float64), 0)
+            + torch.randn(1, dim, generator=g, dtype=torch.float64) for _ in range(n)]
+
+
+def test_a_strong_ridge_start_is_copy_last_on_identity_dynamics():
+    """On a random walk (identity dynamics plus noise) the ridge start shrinks towards the last frame:
+    with a strong ridge its taps are ``[I, 0, 0]`` and its predictions copy the last frame up to the
+    mean increment, whatever structure validation picks; chosen on validation among every ridge, it
+    predicts held-out walks about as well as copy-last (it cannot learn more, the truth is copy-last)."""
+    train, valid, test = _random_walks(2, 30, 0), _random_walks(2, 30, 1), _random_walks(3, 200, 2)
+    eye = torch.eye(3, dtype=torch.float64)
+    for ridge in (1e6, 1e9):
+        fit = fit_autoregression(train, valid, 3, ridges=(ridge,))
+        assert fit.anchor == "last"                     # validation prefers it to linear extrapolation
+        assert torch.allclose(fit.weight[:, :3], eye, atol=10 / ridge ** 0.5)
+        assert torch.allclose(fit.weight[:, 3:], torch.zeros(3, 6, dtype=torch.float64), atol=10 / ridge ** 0.5)
+        increments = torch.cat([s[3:] - s[2:-1] for s in train])
+        assert torch.allclose(fit.bias, increments.mean(0), atol=1e-3)
+    fit = fit_autoregression(train, valid, 3)
+    seq = torch.stack(test)
+    taps = delay_taps(seq, seq[:, :3].flip(1)[0], 3)[:, 3:]
+    start_error = float(((taps @ fit.weight.t() + fit.bias - seq[:, 3:]) ** 2).mean())
+    copy_error = float(((seq[:, 2:-1] - seq[:, 3:]) ** 2).mean())
+    assert start_error < 1.1 * copy_error
+
+
+def test_the_tap_prior_makes_the_ridge_start_the_fixed_point_of_training():
+    """``ar_train=prior``: the Gaussian negative log-likelihood per frame of the linear part (what CD
+    estimates with the hidden units off) plus the prior's penalty has zero gradient at the ridge
+    start, for any sigma; without the penalty it does not."""
+    from probseq.models._autoregressive import AutoregressivePrior, _pairs
+
+    train, _, _ = _ar_sequences(3, 25, 4, noise=0.3)
+    valid, _, _ = _ar_sequences(2, 25, 5, noise=0.3)
+    fit = fit_autoregression(train, valid, 2, ridges=(1.0,))
+    sigma = torch.tensor([0.3, 2.0], dtype=torch.float64)
+    prior = AutoregressivePrior(2, 4).double()
+    prior.set_from(fit, sigma)
+    x, z = _pairs(train, 2)
+    weight, bias = fit.weight.clone().requires_grad_(), fit.bias.clone().requires_grad_()
+    nll = (0.5 * ((x - z @ weight.t() - bias) / sigma) ** 2).sum() / x.shape[0]
+    free = torch.autograd.grad(nll, weight, retain_graph=True)[0]
+    grad_weight, grad_bias = torch.autograd.grad(nll + prior.penalty(weight), (weight, bias))
+    assert free.abs().max() > 0.1
+    assert grad_weight.abs().max() < 1e-9 and grad_bias.abs().max() < 1e-9
+
+
+@pytest.mark.parametrize("name", ["trbm", "rtrbm"])
+def test_ar_train_sets_the_prior_keeps_the_taps_or_leaves_them_free(name, synthetic_subject):
+    data = synthetic_subject
+    for mode in ("prior", "free", "fixed"):
+        torch.manual_seed(0)
+        model = build_model(name, data.spec, {"hidden": 3, "ar_train": mode})
+        model.prepare(data)
+        strength = model.ar_prior.strength
+        ridge = model.autoregressive_fit.ridge
+        if mode == "prior":
+            torch.testing.assert_close(strength, ridge / model.rbm.sigma ** 2)
+            assert float(model.tap_prior_penalty()) > 0          # the fit's taps are not the anchor
+        else:
+            assert float(strength.abs().max()) == 0 and float(model.tap_prior_penalty()) == 0
+        assert model.vv_weight.requires_grad == (mode != "fixed")
+    with pytest.raises(UserError, match="ar_train"):
+        build_model(name, data.spec, {"ar_train": "loose"})
+
+
+def test_the_prepared_model_is_reported_as_the_ar_start_baseline(synthetic_subject, tmp_path, one_thread):
+    """``starting_point_errors`` rebuilds and prepares the run's model without training: its error
+    is the trained model's when no training step was taken, and it names the autoregression chosen."""
+    from probseq.evaluate.prediction import starting_point_errors
+
+    data = synthetic_subject
+    hyper = {"hidden": 4, "sample_steps": 2}
+    torch.manual_seed(3)
+    model = build_model("trbm", data.spec, hyper)
+    torch.manual_seed(3)
+    model.prepare(data)
+    assert model.autoregressive_start and model.autoregressive_fit is not None
+    info = {"model": "trbm", "spec": data.spec.to_dict(), "hyperparameters": model.config, "seed": 3,
+            "training": {}}
+    out = starting_point_errors(info, data, data.split("test"))
+    direct = next_frame_errors(model, data.split("test"))
+    assert out["ar_start_mse_per_dim"] == pytest.approx(direct["next_frame_mse_per_dim"], rel=1e-6)
+    assert out["ar_start_choice"].startswith(model.autoregressive_fit.structure)
+    binary = {"model": "trbm", "spec": DataSpec("binary", 3).to_dict(), "hyperparameters": {"hidden": 2}}
+    assert starting_point_errors(binary, None, []) == {}       # no autoregressive start: nothing to add
+
+
+# ---------------------------------------------------------------------------- motion sample statistics
+def test_motion_statistics_tell_moving_frozen_and_exploding_samples_apart():
+    from probseq.data.sets.mocap import MIT_COLUMNS
+    from probseq.evaluate.sample_statistics import motion_channel_roles, motion_statistics
+
+    meta = {"motion_format": "mit", "columns": MIT_COLUMNS.tolist()}
+    height, joints = motion_channel_roles(meta, 49)
+    assert height == 5 and joints == list(range(6, 49))   # columns 0-5 are the root's
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(200.0)[:, None]
+    gait = lambda phase: torch.sin(0.2 * t + phase + torch.arange(49.0)) + 0.01 * torch.randn(200, 49, generator=g)  # noqa: E731
+    data = [gait(0.0), gait(1.0)]
+    moving = motion_statistics([gait(2.0)], data, meta, windows=((0, None), (100, None)))
+    assert moving["height_in_range_0_end"] > 0.95 and moving["angles_in_range_100_end"] > 0.95
+    assert 0.9 < moving["angle_spread_ratio_0_end"] < 1.1 and 0.8 < moving["motion_ratio_100_end"] < 1.2
+    frozen = motion_statistics([gait(2.0)[:1].expand(200, -1)], data, meta)
+    assert frozen["angle_spread_ratio_0_end"] == 0 and frozen["motion_ratio_0_end"] == 0
+    exploding = motion_statistics([gait(2.0) * torch.linspace(1, 10, 200)[:, None]], data, meta)
+    assert exploding["height_in_range_0_end"] < 0.5 and exploding["angle_spread_ratio_0_end"] > 3
+    channels = [["root", d] for d in ("tx", "ty", "tz")] + [["femur", "rx"], ["femur", "ry"]]
+    assert motion_channel_roles({"motion_format": "asf", "channels": channels}, 5) == (1, [3, 4])
 
 
 # ---------------------------------------------------------------------------- RTRBM with taps: brute force

@@ -19,6 +19,12 @@ Two baselines are scored on the same frames, in both conventions:
 A model worth using beats both: copy-last wins where frames change little or noisily, linear
 extrapolation where the motion is smooth (:func:`linear_extrapolation`). Errors are computed in the
 space the model is fitted in (e.g. normalised motion capture).
+
+A model that starts from a fit to the data (``autoregressive_start``: the TRBM and RTRBM on
+real-valued frames, whose ``prepare`` sets their visible taps to a ridge autoregression) gets a
+third baseline, its **starting point** (:func:`starting_point_errors`, ``ar_start_*``): the same
+model rebuilt with the run's hyperparameters and seed and ``prepare``-d on the training split of
+the data evaluated, without a single training step. Training must beat it to have added anything.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import torch
 from probseq.errors import UserError
 from probseq.evaluate.chunking import DEFAULT_FRAME_BUDGET, example_frames, plan_batches
 
-__all__ = ["next_frame_errors", "linear_extrapolation"]
+__all__ = ["next_frame_errors", "linear_extrapolation", "starting_point_errors"]
 
 
 def linear_extrapolation(x: torch.Tensor) -> torch.Tensor:
@@ -84,3 +90,35 @@ def next_frame_errors(model, examples: list[Any], *, batch_size: int = 64,
         "baseline_linear_mse_per_dim": sq_linear / (n_pred * dim),
         "baseline_linear_se_per_frame": sq_linear / n_pred,
     }
+
+
+def starting_point_errors(info: dict[str, Any], dataset, examples: list[Any], *, batch_size: int = 64,
+                          frame_budget: int | None = DEFAULT_FRAME_BUDGET) -> dict[str, Any]:
+    """The next-frame errors of a run's model as ``prepare`` leaves it, before any training step.
+
+    ``info`` is the run's ``run.json`` (model name, hyperparameters, training options, seed); the
+    model is rebuilt and prepared as ``probseq fit`` does it (seed, build, seed, ``prepare`` on
+    ``dataset``'s training split, ``init``), then scored on ``examples`` like the trained model.
+    Returns ``{}`` for a model without ``autoregressive_start``, else ``ar_start_mse_per_dim``,
+    ``ar_start_se_per_frame`` and ``ar_start_choice`` (the autoregression validation chose).
+    """
+    from probseq.data.spec import DataSpec
+    from probseq.models.registry import build_model
+    from probseq.optim.training import initialise
+    from probseq.train.options import training_options
+
+    seed = int(info.get("seed") or 0)
+    torch.manual_seed(seed)
+    model = build_model(info["model"], DataSpec.from_dict(info["spec"]), dict(info.get("hyperparameters") or {}))
+    if not getattr(model, "autoregressive_start", False):
+        return {}
+    torch.manual_seed(seed)
+    model.prepare(dataset)
+    initialise(model, training_options(model, info.get("training")), seed)
+    errors = next_frame_errors(model, examples, batch_size=batch_size, frame_budget=frame_budget)
+    out = {"ar_start_mse_per_dim": errors["next_frame_mse_per_dim"],
+           "ar_start_se_per_frame": errors["next_frame_se_per_frame"]}
+    fit = getattr(model, "autoregressive_fit", None)
+    if fit is not None:
+        out["ar_start_choice"] = f"{fit.structure} around {fit.anchor}, ridge {fit.ridge:g}"
+    return out

@@ -30,6 +30,20 @@ split: ``full`` around the last frame with ``lambda = 0.01``). Only steps with a
 
 Shapes: sequences are ``(T_i, D)`` tensors; ``weight`` ``(D, m D)`` multiplies taps ordered
 newest first (``[x_{t-1}, ..., x_{t-m}]``), as :func:`delay_taps` builds them.
+
+**Training the taps** (``ar_train``). CD training then moves ``A`` with the hidden units. Left
+free (``free``), it pulls ``A`` towards the *unpenalised* least-squares fit of the training frames,
+which with little data (one training trial) predicts held-out trials worse than the validated
+start. ``prior`` (the default) keeps, during CD, the prior the start was chosen with: a Gaussian
+prior on ``A`` centred on the anchor ``P`` with the ridge strength validation chose, i.e. the
+loss per frame gains
+
+.. math:: \\frac{\\lambda}{2} \\sum_{d=1}^D \\frac{\\lVert A_d - P_d \\rVert^2}{\\sigma_d^2},
+
+the ridge penalty ``lambda N ||B||^2`` of the fit divided by the ``N`` frames and by the Gaussian's
+``2 sigma_d^2`` (:class:`AutoregressivePrior`). With the hidden units switched off, the CD fixed
+point of ``A`` under this prior *is* the ridge start, so training moves the taps only as far as
+the hidden units give it reason to. ``fixed`` keeps the taps at their start.
 """
 
 from __future__ import annotations
@@ -38,15 +52,18 @@ import itertools
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["RIDGES", "STRUCTURES", "ANCHORS", "delay_taps", "AutoregressiveFit", "fit_autoregression",
-           "start_from_autoregression", "resolve_sample_visible"]
+__all__ = ["RIDGES", "STRUCTURES", "ANCHORS", "AR_TRAINING", "delay_taps", "AutoregressiveFit",
+           "fit_autoregression", "start_from_autoregression", "AutoregressivePrior", "check_ar_train",
+           "resolve_sample_visible"]
 
 #: ridge strengths tried (per training pair; the taps are z-scored, so the scale is meaningful)
 RIDGES = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 STRUCTURES = ("full", "diagonal")
 ANCHORS = ("last", "linear")
+#: how CD training treats the taps (module docstring, "Training the taps")
+AR_TRAINING = ("prior", "free", "fixed")
 _DEFAULT = ("full", "last", 1e-2)
 #: floor of the fitted sigma, as a fraction of the median residual standard deviation (constant
 #: channels have a zero residual)
@@ -129,11 +146,13 @@ def _solve(x: Tensor, z: Tensor, structure: str, anchor: str, ridge: float) -> t
     return coef.t() + p, y_mean - z_mean @ coef
 
 
-def fit_autoregression(train: list[Tensor], valid: list[Tensor] | None, delay: int) -> AutoregressiveFit:
+def fit_autoregression(train: list[Tensor], valid: list[Tensor] | None, delay: int, *,
+                       ridges: tuple[float, ...] = RIDGES) -> AutoregressiveFit:
     """Least-squares autoregression of the frames on their last ``delay`` frames (module docstring).
 
-    ``delay`` must be at least 1; sequences no longer than ``delay`` frames are skipped. Returns
-    float64 tensors.
+    ``delay`` must be at least 1; sequences no longer than ``delay`` frames are skipped; ``ridges``
+    are the strengths tried on validation (without validation data, the default's ``0.01``).
+    Returns float64 tensors.
     """
     delay = int(delay)
     if delay < 1:
@@ -146,7 +165,7 @@ def fit_autoregression(train: list[Tensor], valid: list[Tensor] | None, delay: i
     best, best_err = _DEFAULT, float("inf")
     anchors = ANCHORS if delay >= 2 else ("last",)
     if vx.numel():
-        for choice in itertools.product(STRUCTURES, anchors, RIDGES):
+        for choice in itertools.product(STRUCTURES, anchors, ridges):
             weight, bias = _solve(x, z, *choice)
             err = float(((vz @ weight.t() + bias - vx) ** 2).mean())
             errors[choice] = err
@@ -161,17 +180,61 @@ def fit_autoregression(train: list[Tensor], valid: list[Tensor] | None, delay: i
     return AutoregressiveFit(weight, bias, residual.clamp_min(floor), *best, errors)
 
 
-def start_from_autoregression(rbm, vv_weight: Tensor, dataset, delay: int, *, set_sigma: bool) -> AutoregressiveFit:
+def start_from_autoregression(rbm, vv_weight: Tensor, dataset, delay: int, *, set_sigma: bool,
+                              prior: "AutoregressivePrior | None" = None) -> AutoregressiveFit:
     """Set ``vv_weight`` ``(D, m D)`` and ``rbm.visible_bias`` to :func:`fit_autoregression` of the
     dataset's training sequences (chosen on its ``valid`` split) and, with ``set_sigma``, the
-    Gaussian ``rbm.log_sigma`` to the log residual standard deviation. Returns the fit."""
+    Gaussian ``rbm.log_sigma`` to the log residual standard deviation; with ``prior``, set it to the
+    fit's prior (:meth:`AutoregressivePrior.set_from`). Returns the fit."""
     fit = fit_autoregression(list(dataset.split("train")), list(dataset.splits.get("valid") or []), delay)
     with torch.no_grad():
         vv_weight.copy_(fit.weight.to(vv_weight.dtype))
         rbm.visible_bias.copy_(fit.bias.to(rbm.visible_bias.dtype))
         if set_sigma and rbm.gaussian:
             rbm.log_sigma.copy_(fit.residual_std.log().to(rbm.log_sigma.dtype))
+    if prior is not None:
+        sigma = rbm.sigma.detach().double() if rbm.gaussian else torch.ones_like(fit.residual_std)
+        prior.set_from(fit, sigma)
     return fit
+
+
+def check_ar_train(value: str) -> str:
+    if value not in AR_TRAINING:
+        from probseq.errors import UserError
+
+        raise UserError(f"ar_train must be one of {', '.join(AR_TRAINING)}, got {value!r}")
+    return value
+
+
+class AutoregressivePrior(nn.Module):
+    """The Gaussian prior on the taps ``A`` ``(D, m D)`` kept during CD (``ar_train=prior``).
+
+    ``penalty(A) = 1/2 sum_d strength_d ||A_d - center_d||^2`` per frame, with ``center = P`` (the
+    fit's anchor) and ``strength_d = lambda / sigma_d^2`` (module docstring). Both are buffers, so a
+    checkpoint carries them; before :meth:`set_from` (and in runs saved before this prior existed)
+    the strength is 0: no penalty.
+    """
+
+    def __init__(self, dim: int, taps: int) -> None:
+        super().__init__()
+        self.register_buffer("center", torch.zeros(dim, taps))
+        self.register_buffer("strength", torch.zeros(dim))
+        self.register_load_state_dict_pre_hook(self._no_prior_in_old_runs)
+
+    def _no_prior_in_old_runs(self, module, state_dict, prefix, *args) -> None:
+        for name in ("center", "strength"):
+            state_dict.setdefault(prefix + name, getattr(self, name).detach().clone().zero_())
+
+    def set_from(self, fit: AutoregressiveFit, sigma: Tensor) -> None:
+        """``center = P`` of ``fit.anchor``, ``strength = fit.ridge / sigma^2`` (``sigma`` ``(D,)``)."""
+        d, taps = self.center.shape
+        with torch.no_grad():
+            self.center.copy_(_anchor(d, taps // d, fit.anchor).to(self.center.dtype))
+            self.strength.copy_((float(fit.ridge) / sigma.double() ** 2).to(self.strength.dtype))
+
+    def penalty(self, weight: Tensor) -> Tensor:
+        """``1/2 sum_d strength_d ||weight_d - center_d||^2`` (a scalar, differentiable in ``weight``)."""
+        return 0.5 * (self.strength[:, None] * (weight - self.center) ** 2).sum()
 
 
 def resolve_sample_visible(value: str, gaussian: bool, calibrated: bool) -> bool:

@@ -64,8 +64,10 @@ taps from the last ``delay`` (3) frames (Taylor, Hinton & Roweis 2007),
 with ``v_0, v_{-1}, ...`` learned (``initial_visible``); ``delay=0`` (the default for binary
 frames) is the thesis RTRBM. ``prepare`` starts ``A`` and ``b_V`` from the least-squares
 autoregression chosen on the validation split and sets ``sigma`` to its residual standard
-deviation (:mod:`probseq.models._autoregressive`; ``ar_init``, ``sigma``); the recipe validates by
-the next-frame squared error every 50 steps and keeps the best weights. Samples draw the visible
+deviation (:mod:`probseq.models._autoregressive`; ``ar_init``, ``sigma``); CD training keeps the
+ridge prior the start was chosen with on the taps (``ar_train=prior``; ``free``, ``fixed``); the
+recipe validates by the next-frame squared error at the start and every 50 steps and keeps the
+best weights, so a run never ends worse on validation than its start. Samples draw the visible
 noise when ``sigma`` was fitted and are noise-free means otherwise (``sample_visible``).
 """
 
@@ -82,7 +84,8 @@ from probseq.data.spec import DataSpec
 from probseq.errors import UserError
 from probseq.frames.rbm import MEAN_METHODS, RBM, check_scorable_frames, expected_visible
 from probseq.lengths import make_length_model
-from probseq.models._autoregressive import delay_taps, resolve_sample_visible, start_from_autoregression
+from probseq.models._autoregressive import (AutoregressivePrior, check_ar_train, delay_taps, resolve_sample_visible,
+                                            start_from_autoregression)
 from probseq.models._rbm_common import (QUICK_AIS, VALIDATION_HYPERPARAMETERS, annealing_setting,
                                         check_validation_criterion,
                                         estimator_label, initialise_from_frames, likelihood_kind,
@@ -101,7 +104,7 @@ _THESIS_TRAINING = {"optimizer": "sgd", "momentum": 0.9, "lr_schedule": "linear"
 #: delay taps for real-valued frames (Taylor, Hinton & Roweis 2007 condition on n = 3 past frames)
 _MOTION_DELAY = 3
 #: the recipe for real-valued frames (motion): the next-frame error is the validation score, keep the best
-_MOTION_TRAINING = {"lr": 1e-3, "keep": "best", "patience": 20, "eval_every": 50}
+_MOTION_TRAINING = {"lr": 1e-3, "keep": "best", "patience": 20, "eval_every": 50, "validate_at_start": True}
 
 
 @dataclass
@@ -148,7 +151,7 @@ class RTRBM(SequenceModel):
         "preset": "none", "cd_steps_late": 25, "cd_switch": 0.5,
         "pretrain_steps": None, "pretrain_cd": 5, "pretrain_lr": 0.01,
         "length": "none", "max_length": 1000, **VALIDATION_HYPERPARAMETERS,
-        "delay": None, "vv": True, "vh": True, "ar_init": None, "sample_visible": "auto",
+        "delay": None, "vv": True, "vh": True, "ar_init": None, "ar_train": "prior", "sample_visible": "auto",
     }
     #: the trainer's keep=best, now by the AIS-estimated validation NLL (validation_loss): the
     #: next-frame proxy used before picked a far worse step (8.47 vs 6.30 nats/frame on JSB)
@@ -197,6 +200,13 @@ class RTRBM(SequenceModel):
         self.halting = nn.Linear(h, 1) if self.length_model.head_dim else None
         #: k of CD-k for the next training step (changed by the thesis schedule)
         self.cd_steps = int(cfg["cd_steps"])
+        #: the autoregression ``prepare`` started the taps from (``None`` before, or without ``ar_init``)
+        self.autoregressive_fit = None
+        #: the prior kept on the taps during CD (``ar_train``, :mod:`probseq.models._autoregressive`)
+        check_ar_train(str(cfg["ar_train"]))
+        self.ar_prior = (AutoregressivePrior(d, self.delay * d) if self.vv_weight is not None else None)
+        if self.vv_weight is not None and cfg["ar_train"] == "fixed":
+            self.vv_weight.requires_grad_(False)
         self.exact_by_default = self.rbm.exact_units() <= int(cfg["exact_max_units"])
 
     @instance_capability("estimate")
@@ -341,7 +351,7 @@ class RTRBM(SequenceModel):
         surrogate = self.rbm.cd_loss(frames, self.cd_steps, visible_bias=vb_real, hidden_bias=c_real,
                                      generator=generator)
         total = surrogate.sum() - self._length_log_prob(batch, r).sum()
-        return total / batch.n_frames
+        return total / batch.n_frames + self.tap_prior_penalty()
 
     # truncated BPTT (probseq.train.streams): the window state above, carried between training windows
     carries_training_state: ClassVar[bool] = True
@@ -365,7 +375,7 @@ class RTRBM(SequenceModel):
                                      hidden_bias=c[mask], generator=generator)
         after = _RTRBMWindowState(self.rbm.hidden_bias + r[:, -1] @ self.recurrent_weight.t(),
                                   None if history is None else torch.cat([history, x], 1)[:, -self.delay:])
-        return surrogate.sum() / frames.n_frames, after
+        return surrogate.sum() / frames.n_frames + self.tap_prior_penalty(), after
 
     def join_window_states(self, states: list[_RTRBMWindowState]) -> _RTRBMWindowState:
         history = None if states[0].history is None else torch.cat([s.history for s in states])
@@ -373,6 +383,12 @@ class RTRBM(SequenceModel):
 
     def window_state_rows(self, state: _RTRBMWindowState, index: Tensor) -> _RTRBMWindowState:
         return _RTRBMWindowState(state.bias[index], None if state.history is None else state.history[index])
+
+    def tap_prior_penalty(self) -> Tensor:
+        """The prior on the visible taps per frame (``ar_train=prior``; 0 before ``prepare`` and otherwise)."""
+        if self.ar_prior is None:
+            return self.rbm.weight.new_zeros(())
+        return self.ar_prior.penalty(self.vv_weight)
 
     def on_train_step(self, step: int, total_steps: int) -> None:
         self.cd_steps = thesis_cd_steps(self.config, step, total_steps, self.cd_steps)
@@ -403,8 +419,16 @@ class RTRBM(SequenceModel):
             if self.initial_visible is not None:
                 self.initial_visible.copy_(mean.expand_as(self.initial_visible))
         if self.config["ar_init"]:
-            start_from_autoregression(self.rbm, self.vv_weight, dataset, self.delay,
-                                      set_sigma=self.config["sigma"] is None)
+            self.autoregressive_fit = start_from_autoregression(
+                self.rbm, self.vv_weight, dataset, self.delay, set_sigma=self.config["sigma"] is None,
+                prior=self.ar_prior if self.config["ar_train"] == "prior" else None)
+
+    @property
+    def autoregressive_start(self) -> bool:
+        """Whether ``prepare`` starts the visible taps from a ridge autoregression (``ar_init``):
+        ``evaluate --metric mse`` then reports that start as a baseline
+        (:func:`~probseq.evaluate.prediction.starting_point_errors`)."""
+        return bool(self.config["ar_init"])
 
     # ---------------------------------------------------------------- prediction
     def predict_next(self, batch: Batch) -> Tensor:

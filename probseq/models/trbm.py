@@ -66,8 +66,10 @@ decaying learning rate, CD-``cd_steps`` then CD-``cd_steps_late`` after ``cd_swi
 **Real-valued frames (motion)**: the default ``delay`` is 3 (Taylor, Hinton & Roweis 2007; 1 for
 binary frames), and ``prepare`` starts the visible-visible taps ``A_k`` and ``b_V`` from the
 least-squares autoregression chosen on the validation split, with ``sigma`` set to its residual
-standard deviation (:mod:`probseq.models._autoregressive`; ``ar_init``, ``sigma``); the recipe
-validates by the next-frame squared error every 50 steps and keeps the best weights. Samples draw
+standard deviation (:mod:`probseq.models._autoregressive`; ``ar_init``, ``sigma``); CD training
+keeps the ridge prior the start was chosen with on the taps (``ar_train=prior``; ``free``,
+``fixed``); the recipe validates by the next-frame squared error at the start and every 50 steps
+and keeps the best weights, so a run never ends worse on validation than its start. Samples draw
 the visible noise when ``sigma`` was fitted and are noise-free means otherwise (``sample_visible``).
 """
 
@@ -83,7 +85,8 @@ from probseq.data.batch import Batch
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
 from probseq.frames.rbm import RBM, check_scorable_frames
-from probseq.models._autoregressive import resolve_sample_visible, start_from_autoregression
+from probseq.models._autoregressive import (AutoregressivePrior, check_ar_train, resolve_sample_visible,
+                                            start_from_autoregression)
 from probseq.models._rbm_common import (VALIDATION_HYPERPARAMETERS, check_validation_criterion,
                                         initialise_from_frames, likelihood_validation_loss,
                                         prediction_loss, resolve_estimator, scores_likelihood,
@@ -102,7 +105,7 @@ SAMPLERS = ("trbm", "rtrbm")
 #: delay taps for real-valued frames (Taylor, Hinton & Roweis 2007 condition on n = 3 past frames)
 _MOTION_DELAY = 3
 #: the recipe for real-valued frames (motion): validated by the next-frame error, keep the best
-_MOTION_TRAINING = {"lr": 1e-3, "keep": "best", "patience": 20, "eval_every": 50}
+_MOTION_TRAINING = {"lr": 1e-3, "keep": "best", "patience": 20, "eval_every": 50, "validate_at_start": True}
 _THESIS_TRAINING = {"optimizer": "sgd", "momentum": 0.9, "lr_schedule": "linear", "lr": 0.01}
 
 
@@ -139,7 +142,7 @@ class TRBM(SequenceModel):
         "cd_steps": 10, "sample_steps": 100, "sampler": "trbm", "mean_field_steps": 20,
         **TRBM_QUICK_AIS, "exact_max_units": 12,
         "sigma": None, "learn_sigma": False, "init_std": 0.01,
-        "ar_init": None, "sample_visible": "auto",
+        "ar_init": None, "ar_train": "prior", "sample_visible": "auto",
         "preset": "none", "cd_steps_late": 25, "cd_switch": 0.5,
         "pretrain_steps": None, "pretrain_cd": 5, "pretrain_lr": 0.01, **VALIDATION_HYPERPARAMETERS,
     }
@@ -182,6 +185,13 @@ class TRBM(SequenceModel):
         self.initial_visible = nn.Parameter(torch.zeros(m, d)) if (self.use_vv or self.use_vh) else None
         self.initial_hidden = nn.Parameter(torch.zeros(m, h)) if self.use_hh else None
         self.cd_steps = int(cfg["cd_steps"])
+        #: the autoregression ``prepare`` started the taps from (``None`` before, or without ``ar_init``)
+        self.autoregressive_fit = None
+        #: the prior kept on the taps during CD (``ar_train``, :mod:`probseq.models._autoregressive`)
+        check_ar_train(str(cfg["ar_train"]))
+        self.ar_prior = (AutoregressivePrior(d, self.delay * d) if self.vv_weight is not None else None)
+        if self.vv_weight is not None and cfg["ar_train"] == "fixed":
+            self.vv_weight.requires_grad_(False)
         self.exact_by_default = self.rbm.exact_units() <= int(cfg["exact_max_units"])
 
     @instance_capability("estimate")
@@ -309,11 +319,17 @@ class TRBM(SequenceModel):
         vb_real = vb[mask] if vb.dim() > 1 else vb
         surrogate = self.rbm.cd_loss(x[mask], self.cd_steps, visible_bias=vb_real, hidden_bias=c[mask],
                                      generator=generator)
-        return surrogate.sum() / batch.n_frames
+        return surrogate.sum() / batch.n_frames + self.tap_prior_penalty()
 
     def carry_problem(self) -> str:
         return ("trbm's hidden delay taps are stochastic, so it carries no deterministic state from one "
                 "window to the next (rtrbm does)")
+
+    def tap_prior_penalty(self) -> Tensor:
+        """The prior on the visible taps per frame (``ar_train=prior``; 0 before ``prepare`` and otherwise)."""
+        if self.ar_prior is None:
+            return self.rbm.weight.new_zeros(())
+        return self.ar_prior.penalty(self.vv_weight)
 
     def on_train_step(self, step: int, total_steps: int) -> None:
         self.cd_steps = thesis_cd_steps(self.config, step, total_steps, self.cd_steps)
@@ -338,8 +354,16 @@ class TRBM(SequenceModel):
             with torch.no_grad():
                 self.initial_visible.copy_(mean.expand_as(self.initial_visible))
         if self.config["ar_init"]:
-            start_from_autoregression(self.rbm, self.vv_weight, dataset, self.delay,
-                                      set_sigma=self.config["sigma"] is None)
+            self.autoregressive_fit = start_from_autoregression(
+                self.rbm, self.vv_weight, dataset, self.delay, set_sigma=self.config["sigma"] is None,
+                prior=self.ar_prior if self.config["ar_train"] == "prior" else None)
+
+    @property
+    def autoregressive_start(self) -> bool:
+        """Whether ``prepare`` starts the visible taps from a ridge autoregression (``ar_init``):
+        ``evaluate --metric mse`` then reports that start as a baseline
+        (:func:`~probseq.evaluate.prediction.starting_point_errors`)."""
+        return bool(self.config["ar_init"])
 
     # ---------------------------------------------------------------- prediction and denoising
     def _predict(self, x: Tensor) -> Tensor:

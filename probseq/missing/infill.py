@@ -156,18 +156,22 @@ def _infill_frames(model, batch: Batch, S: int, K: int, mode: bool,
         raise UserError(f"model {model.name!r} cannot fill in missing values")
     prefix = bool((frame.observed_is_prefix(observed) | ~batch.mask).all())
     draws = 1 if mode else S
-    shape = (K, draws, B, T)
-    filled, log_w = frame.fill_missing(params.expand(*shape, -1), x.expand(*shape, *x.shape[2:]),
-                                       observed.expand(*shape, *observed.shape[2:]), generator=generator)
-    # one proposal out of K per (draw, frame), in proportion to its weight (or the best one)
-    flat_w = log_w.reshape(K, -1).t()                                     # (draws B T, K)
-    pick = (flat_w.argmax(1) if mode else
-            torch.multinomial(torch.softmax(flat_w.double(), 1), 1, generator=generator)[:, 0].to(flat_w.device))
-    chosen = filled.reshape(K, -1, *filled.shape[4:])[pick, torch.arange(pick.shape[0], device=pick.device)]
-    chosen = chosen.reshape(draws, B, T, *filled.shape[4:]).transpose(0, 1)
-    # the self-normalised importance-sampling estimate of E[x | x_obs], over all K x draws proposals
-    weights = torch.softmax(log_w.double(), 0).to(filled.dtype)            # (K, draws, B, T)
-    average = (weights.unsqueeze(-1) * filled).sum(0).mean(0)              # (B, T, D)
+    shape = (K, B, T)
+    chosen, averages = [], []
+    for _ in range(draws):          # one draw at a time: memory K B T D, not K S B T D
+        filled, log_w = frame.fill_missing(params.expand(*shape, -1), x.expand(*shape, *x.shape[2:]),
+                                           observed.expand(*shape, *observed.shape[2:]), generator=generator)
+        # one proposal out of K per frame, in proportion to its weight (or the best one)
+        flat_w = log_w.reshape(K, -1).t()                                 # (B T, K)
+        pick = (flat_w.argmax(1) if mode else
+                torch.multinomial(torch.softmax(flat_w.double(), 1), 1, generator=generator)[:, 0].to(flat_w.device))
+        flat = filled.reshape(K, -1, *filled.shape[3:])
+        chosen.append(flat[pick, torch.arange(pick.shape[0], device=pick.device)].reshape(B, T, *filled.shape[3:]))
+        # the self-normalised importance-sampling estimate of E[x | x_obs] from these K proposals
+        weights = torch.softmax(log_w.double(), 0).to(filled.dtype)        # (K, B, T)
+        averages.append((weights.unsqueeze(-1) * filled).sum(0))          # (B, T, D)
+    chosen = torch.stack(chosen, 1)                                       # (B, draws, T, D)
+    average = torch.stack(averages, 0).mean(0)
     if prefix and not mode:
         how = "exact conditional sampling (the observed notes of every frame come first in the NADE's ordering)"
     elif mode:

@@ -73,7 +73,9 @@ class _Scorer(torch.nn.Module):
 def test_model_gradient_in_float64():
     torch.manual_seed(2)
     spec = DataSpec("categorical", 3)
-    scorer = _Scorer(build_model("mrnn", spec, {"hidden": 3, "factors": 2, "length": "end-symbol"}).double())
+    # the likelihood's exact gradient: derivative clipping (a training-time safeguard) off
+    scorer = _Scorer(build_model("mrnn", spec, {"hidden": 3, "factors": 2, "length": "end-symbol",
+                                                "derivative_clip": 0.0}).double())
     batch = random_batch(spec, [4, 2])
     names = [n for n, _ in scorer.named_parameters()]
 
@@ -101,3 +103,73 @@ def test_mrnn_is_a_cell_for_other_backbones():
 def test_unknown_cell_is_a_user_error_naming_mrnn():
     with pytest.raises(UserError, match="mrnn"):
         build_model("rnn-nade", DataSpec("binary", 4), {"cell": "nope"})
+
+
+def test_derivative_clipping_changes_nothing_while_derivatives_are_small():
+    """A healthy layer's derivatives stay inside the bound: the same gradients with and without.
+    The loss is a per-frame mean of a readout of PyTorch's default scale (±1/sqrt(H)), as the
+    trainer's losses are."""
+    torch.manual_seed(3)
+    B, T, H = 4, 30, 64
+    inputs = torch.nn.functional.one_hot(torch.randint(5, (B, T)), 5).float()
+    readout = torch.empty(H, 5).uniform_(-H ** -0.5, H ** -0.5)
+    grads = []
+    for clip in (0.0, 1.0):
+        torch.manual_seed(4)
+        layer = MultiplicativeRNNLayer(5, H, H, derivative_clip=clip)
+        out, _ = layer(inputs, torch.zeros(B, H))
+        (torch.log_softmax(out @ readout, -1)[..., 0].sum() / (B * T)).backward()
+        grads.append([p.grad.clone() for p in layer.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_derivative_clipping_bounds_the_backward_pass_of_an_expansive_layer():
+    """The failure mode behind issue 19's divergence: a chaotic recurrence (random W_fh of gain 3)
+    whose backward pass over 600 steps overflows float32 (inf, then NaN). With the clip every
+    derivative w.r.t. h_t stays within c / (B T), and the gradients are finite."""
+    def gradients(clip):
+        torch.manual_seed(5)
+        B, T, H = 2, 600, 32
+        inputs = torch.nn.functional.one_hot(torch.randint(3, (B, T)), 3).float()
+        layer = MultiplicativeRNNLayer(3, H, H, derivative_clip=clip)
+        with torch.no_grad():
+            layer.input_to_factors.weight.fill_(1.0)
+            layer.hidden_to_factors.weight.copy_(3 * torch.randn(H, H) / H ** 0.5)
+            layer.factors_to_hidden.weight.copy_(torch.randn(H, H) / H ** 0.5)
+            layer.input_to_hidden.weight.zero_()
+            layer.input_to_hidden.bias.zero_()
+        h0 = torch.randn(B, H).requires_grad_(True)
+        out, _ = layer(inputs, h0)
+        out[:, -1].sum().backward()
+        return h0.grad, layer.hidden_to_factors.weight.grad, 1.0 / (B * T)
+
+    unclipped, _, _ = gradients(0.0)
+    assert not torch.isfinite(unclipped).all()
+    grad_h0, grad_w, bound = gradients(1.0)
+    assert torch.isfinite(grad_w).all() and torch.isfinite(grad_h0).all()
+    assert grad_h0.abs().max() < 1e3 * bound     # one Jacobian away from a clamped message
+
+
+def test_the_default_recipe_survives_a_step_that_used_to_give_nan(tmp_path):
+    """A large learning rate reproduces the overflow in two steps (Adam, 0.3): without derivative
+    clipping the run stops with 'the loss is nan'; with the default it trains on."""
+    from probseq.data.registry import load_dataset
+    from probseq.train.fit import fit, training_options
+    from probseq.data.sets.text import __file__ as _  # noqa: F401  (the text dataset is registered)
+
+    data = load_dataset("text", data_file=str(_KJV))
+    for clip, fails in ((0.0, True), (1.0, False)):
+        torch.manual_seed(0)
+        model = build_model("mrnn", data.spec, {"hidden": 64, "derivative_clip": clip})
+        opts = training_options(model, {"lr": 0.3, "batch_size": 8, "eval_every": 10 ** 6})
+        run = tmp_path / f"clip{clip}"
+        if fails:
+            with pytest.raises(UserError, match="nan"):
+                fit(model, data, run, steps=20, options=opts, progress=False)
+        else:
+            fit(model, data, run, steps=20, options=opts, progress=False)
+            assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+_KJV = __import__("pathlib").Path(__file__).resolve().parents[1] / "probseq/data/embedded/kjv_genesis_1-11.txt"

@@ -22,6 +22,19 @@ Shapes: inputs ``(B, T, I)`` (``I`` = one-hot size + the begin flag + length fea
 the Python loop over time holds only the two recurrent products. The loop ``unbind`` s its inputs
 once (indexing under autograd makes the backward quadratic in ``T``).
 
+**Derivative clipping** (``derivative_clip``, default 1). Trained by Adam at the recurrent models'
+default rate, the MRNN diverged after ~230 steps on two English corpora (issue 19; measurements
+in benchmarks/RESULTS.md): the factor gains ``W_fv`` stayed at unit size, but the spectral norms
+of ``W_fh`` and ``W_hf`` grew from 1.1 to 5-6, the backward pass through 250 characters turned
+expansive, its messages overflowed float32 (gradient norm 0.6 -> 18 -> inf within 20 steps), and
+norm clipping of an infinite gradient gives NaN. Adam is invariant to the gradient's scale, so
+clipping the total norm cannot stop that; what does is bounding every message of the backward
+pass, as Graves (2013, §2) did for his LSTMs and Mikolov's RNNLM does for its hidden layer: the
+derivative of the loss with respect to each hidden state ``h_t`` is clamped elementwise to
+``[-c, c] / (B T)`` (``c`` in units of the loss *summed* over the ``B T`` frames, which the
+trainer averages). A well-behaved model's derivatives stay far inside the bound, so it changes
+nothing there; an expansive one can no longer overflow. ``derivative_clip=0`` turns it off.
+
 :class:`MultiplicativeRNN` has ``nn.GRU``'s calling convention and registers itself as
 ``cell=mrnn``, so RNN-NADE and RNN-RBM can use it too; :class:`MRNNModel` is the ``mrnn``
 baseline (factorial frame, any length model, exact likelihood).
@@ -54,9 +67,10 @@ class MultiplicativeRNNLayer(nn.Module):
     ``W_hf diag(g) W_fh`` has the scale of an ordinary RNN's ``W_hh`` at initialisation.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, factors: int) -> None:
+    def __init__(self, input_size: int, hidden_size: int, factors: int, derivative_clip: float = 0.0) -> None:
         super().__init__()
         self.input_size, self.hidden_size, self.factors = input_size, hidden_size, factors
+        self.derivative_clip = float(derivative_clip)
         self.input_to_factors = nn.Linear(input_size, factors, bias=False)
         self.hidden_to_factors = nn.Linear(hidden_size, factors, bias=False)
         self.factors_to_hidden = nn.Linear(factors, hidden_size, bias=False)
@@ -72,11 +86,22 @@ class MultiplicativeRNNLayer(nn.Module):
         w_hf = self.factors_to_hidden.weight.t()   # (F, H)
         outputs = []
         h = hidden
+        clip = None
+        if self.derivative_clip > 0 and torch.is_grad_enabled() and self.training:
+            bound = self.derivative_clip / max(1, inputs.shape[0] * inputs.shape[1])
+            clip = _clamp_derivative(bound)
         for gain_t, drive_t in zip(gains.unbind(1), drive.unbind(1)):
             factors = gain_t * (h @ w_fh)
             h = torch.tanh(torch.addmm(drive_t, factors, w_hf))
+            if clip is not None and h.requires_grad:
+                h.register_hook(clip)
             outputs.append(h)
         return torch.stack(outputs, 1), h
+
+
+def _clamp_derivative(bound: float):
+    """A tensor hook clamping the incoming derivative elementwise to ``[-bound, bound]``."""
+    return lambda grad: grad.clamp(-bound, bound)
 
 
 class MultiplicativeRNN(nn.Module):
@@ -87,14 +112,14 @@ class MultiplicativeRNN(nn.Module):
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, batch_first: bool = True,
-                 dropout: float = 0.0, factors: int | None = None) -> None:
+                 dropout: float = 0.0, factors: int | None = None, derivative_clip: float = 0.0) -> None:
         super().__init__()
         if not batch_first:
             raise ValueError("MultiplicativeRNN is batch first")
         factors = int(factors or hidden_size)
         self.dropout = float(dropout)
         self.layers = nn.ModuleList(
-            MultiplicativeRNNLayer(input_size if i == 0 else hidden_size, hidden_size, factors)
+            MultiplicativeRNNLayer(input_size if i == 0 else hidden_size, hidden_size, factors, derivative_clip)
             for i in range(num_layers))
 
     def forward(self, inputs: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor]:
@@ -117,16 +142,23 @@ class MRNNModel(RecurrentFrameModel):
     Made for characters (``--data text``: a softmax over the vocabulary), and usable on any data
     the other baselines take, with any length model. Hyperparameters are those of
     :class:`~probseq.models.recurrent.RecurrentFrameModel` plus ``factors`` (``F``; 0 means
-    ``F = hidden``). Parameters per layer: ``F (I + 2 H) + H (I + 1)``.
+    ``F = hidden``) and ``derivative_clip`` (module docstring). Parameters per layer:
+    ``F (I + 2 H) + H (I + 1)``. (The bare :class:`MultiplicativeRNN`, e.g. ``cell=mrnn`` of other
+    backbones, computes exact gradients unless given ``derivative_clip``.)
     """
 
     name = "mrnn"
     cell = "mrnn"
-    hyperparameters: ClassVar[dict[str, Any]] = {**RecurrentFrameModel.hyperparameters, "factors": 0}
+    hyperparameters: ClassVar[dict[str, Any]] = {**RecurrentFrameModel.hyperparameters, "factors": 0,
+                                                 "derivative_clip": 1.0}
+    #: Adam at 3e-3 (the recurrent baselines' 1e-2 diverged after ~230 steps on two English corpora;
+    #: 3e-3 kept the recurrent weights' norms and the gradient bounded for 400 steps, RESULTS.md)
+    training_defaults: ClassVar[dict[str, Any]] = {"lr": 3e-3}
     contract_example = {"spec": DataSpec("categorical", 5), "hyper": {"hidden": 6, "factors": 4,
                                                                       "length": "end-symbol"}}
 
     def make_backbone(self, input_dim: int, hidden: int, layers: int, dropout: float) -> nn.Module:
         factors = int(self.config["factors"]) or hidden
-        return MultiplicativeRNN(input_dim, hidden, num_layers=layers, dropout=dropout, factors=factors)
+        return MultiplicativeRNN(input_dim, hidden, num_layers=layers, dropout=dropout, factors=factors,
+                                 derivative_clip=float(self.config["derivative_clip"]))
 

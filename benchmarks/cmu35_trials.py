@@ -56,7 +56,7 @@ def _amc_line_order(amc_path: Path) -> list[str]:
     return order
 
 
-def write_trials(out: Path, source: Path) -> list[Path]:
+def write_trials(out: Path, source: Path, only: list[int] | None = None) -> list[Path]:
     import scipy.io
 
     mat = scipy.io.loadmat(str(source / "cmu35WalkJog.mat"))
@@ -75,6 +75,8 @@ def write_trials(out: Path, source: Path) -> list[Path]:
     shutil.copy(source / "35.asf", out / "35.asf")
     paths = []
     for number in sorted(trials):
+        if only is not None and number not in only:
+            continue
         lines = [":FULLY-SPECIFIED", ":DEGREES"]
         frame = 0
         for row in trials[number]:
@@ -95,8 +97,15 @@ def main(argv=None):
     p.add_argument("--source", default=str(data_home() / "mocap"),
                    help="directory holding cmu35WalkJog.mat, 35.asf and 35_01.amc (default: the data home's mocap/)")
     p.add_argument("--out", default="runs/cmu35")
+    p.add_argument("--trials", default=None,
+                   help="comma-separated trial numbers to write (default: all 33), e.g. 19,20,21: three "
+                        "jogs, a small directory like a new user's (train 19, valid 20, test 21)")
     args = p.parse_args(argv)
-    paths = write_trials(Path(args.out), Path(args.source))
+    only = None if args.trials is None else [int(t) for t in args.trials.split(",") if t.strip()]
+    unknown = sorted(set(only or []) - set(TRAIN_TRIALS + TEST_TRIALS))
+    if unknown:
+        raise SystemExit(f"no trial {unknown[0]} in cmu35WalkJog.mat; trials: {TRAIN_TRIALS + TEST_TRIALS}")
+    paths = write_trials(Path(args.out), Path(args.source), only)
     print(f"wrote {len(paths)} trials to {args.out}")
 
 

@@ -126,7 +126,7 @@ def fill_file(model, meta: Mapping[str, Any], input_path: str | Path, out: str |
 
     if getattr(model, "infill_method", "none") == "none":
         raise UserError(f"model {model.name!r} cannot fill in missing values; models that can: "
-                        "independent, nade, rnn, gru, lstm, rnn-nade, rnn-rbm")
+                        "independent, nade, rnn, gru, lstm, rnn-nade, rnn-rbm, trbm, rtrbm")
     if model.spec.kind == "categorical":
         raise UserError("infill needs binary or real-valued frames, not categorical symbols")
     values = read_partial(input_path, meta, missing_seconds=missing_seconds, missing_frames=missing_frames)

@@ -14,10 +14,11 @@ Each model family answers with the method its structure allows, and says how exa
   filter of :mod:`probseq.missing.particles` with ``K`` particles, and whole trajectories drawn
   from the final weights (which carry the observations after each gap): approximate, consistent
   as ``K -> infinity``.
-* **RNN-RBM** (``"gibbs"``): frame by frame, block Gibbs sampling ``h | v``, ``v_mis | h`` with the
-  observed visible units clamped, given the frames before (the RNN's state); the frames after a gap
-  do not inform it (each later RBM's partition function would change with the filled values): an
-  approximation.
+* **RNN-RBM, TRBM, RTRBM** (``"gibbs"``): frame by frame, block Gibbs sampling ``h | v``,
+  ``v_mis | h`` with the observed visible units clamped, given the frames before (the model's
+  state); the frames after a gap do not inform it (each later RBM's partition function would
+  change with the filled values): an approximation. Models that generate Gaussian frames
+  noise-free (``sample_visible``) use the visible means in the ``v`` step, as when they sample.
 
 ``mode=True`` returns one completion per sequence: the most probable value of each missing unit for
 factorial independent frames (exact: their conditional is a product), otherwise the
@@ -82,7 +83,7 @@ def infill(model, batch: Batch, *, draws: int = 1, particles: int | None = None,
     method = getattr(model, "infill_method", "none")
     if method == "none":
         raise UserError(f"model {model.name!r} cannot fill in missing values; models that can: "
-                        "independent, nade, rnn, gru, lstm, rnn-nade, rnn-rbm")
+                        "independent, nade, rnn, gru, lstm, rnn-nade, rnn-rbm, trbm, rtrbm")
     if draws < 1:
         raise UserError(f"the number of completions must be positive, got {draws}")
     K = int(particles or DEFAULT_PARTICLES)
@@ -185,9 +186,10 @@ def _infill_frames(model, batch: Batch, S: int, K: int, mode: bool,
 
 def _infill_gibbs(model, batch: Batch, S: int, generator: torch.Generator | None) -> Infilled:
     """Frame by frame clamped block Gibbs sampling of an RBM frame given the past (module docstring)."""
-    frame = model.frame
-    rbm = frame.rbm
-    steps = max(int(frame.sample_steps), 1)
+    own = getattr(model, "next_frame_rbm", None)       # TRBM, RTRBM: the biases come from their state
+    frame = getattr(model, "frame", None)
+    steps = max(int(frame.sample_steps if own is None else model.config["sample_steps"]), 1)
+    mean_visible = bool(getattr(model, "sample_visible_mean", False))
     x = model.frames_of(batch)
     observed = batch.observed_or_all
     B, T = x.shape[:2]
@@ -196,13 +198,19 @@ def _infill_gibbs(model, batch: Batch, S: int, generator: torch.Generator | None
     state = model.initial_state(B * S, target_length=batch.lengths[owner] if lm.input_dim else None)
     frames = []
     for t in range(T):
-        vb, hb = frame.biases(model.frame_params_of(state))
+        if own is None:
+            rbm = frame.rbm
+            vb, hb = frame.biases(model.frame_params_of(state))
+        else:
+            rbm, vb, hb = own(state)
         x_t, obs_t = x[owner, t], observed[owner, t]
-        v = torch.where(obs_t, x_t, frame.sample(model.frame_params_of(state), generator=generator).to(x.dtype))
+        start = rbm.sample(steps=1, visible_bias=vb, hidden_bias=hb, generator=generator,
+                           mean_visible=mean_visible)
+        v = torch.where(obs_t, x_t, start.to(x.dtype))
         for _ in range(steps):
             h, _ = rbm.sample_hidden(v, hb, generator=generator)
-            draw, _ = rbm.sample_visible(h, vb, generator=generator)
-            v = torch.where(obs_t, x_t, draw.to(x.dtype))
+            draw, mean = rbm.sample_visible(h, vb, generator=generator)
+            v = torch.where(obs_t, x_t, (mean if mean_visible else draw).to(x.dtype))
         frames.append(v)
         if t + 1 < T:
             state = model.advance(state, v)

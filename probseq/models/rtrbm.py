@@ -457,6 +457,14 @@ class RTRBM(SequenceModel):
         hb = state.hidden_bias if self.vh_weight is None else state.hidden_bias + taps @ self.vh_weight.t()
         return vb.detach(), hb.detach()
 
+    #: ``probseq infill``: clamped block Gibbs per frame given the past (:mod:`probseq.missing.infill`)
+    infill_method = "gibbs"
+
+    def next_frame_rbm(self, state):
+        """The next frame's RBM and its biases ``(rbm, b_t (n, D), c_t (n, H))``, for infilling."""
+        vb, hb = self._step_biases(state)
+        return self.rbm, vb.expand(*hb.shape[:-1], vb.shape[-1]), hb
+
     def draw_frame(self, state, *, temperature=1.0, generator=None):
         vb, hb = self._step_biases(state)
         v = self.rbm.sample(steps=int(self.config["sample_steps"]),

@@ -409,6 +409,14 @@ class TRBM(SequenceModel):
             hb = hb + torch.cat(state.hidden, -1) @ self.hh_weight.t()
         return vb.expand(n, -1), hb.expand(n, -1)
 
+    #: ``probseq infill``: clamped block Gibbs per frame given the past (:mod:`probseq.missing.infill`)
+    infill_method = "gibbs"
+
+    def next_frame_rbm(self, state):
+        """The next frame's RBM and its biases ``(rbm, b_t (n, D), c_t (n, H))``, for infilling."""
+        vb, hb = (b.detach() for b in self.step_biases(state))
+        return self.rbm, vb, hb
+
     def draw_frame(self, state, *, temperature=1.0, generator=None):
         vb, hb = (b.detach() for b in self.step_biases(state))
         v = self.rbm.sample(steps=int(self.config["sample_steps"]), visible_bias=vb, hidden_bias=hb,

@@ -143,3 +143,51 @@ def test_bad_options_and_data_are_user_errors():
         model.log_prob(Batch(torch.full((1, 2, 3), 0.5, dtype=torch.float64), torch.tensor([2])))
     with pytest.raises(UserError, match="2 chains"):
         model.log_prob(random_batch(DataSpec("binary", 3), [2], dtype=torch.float64), estimator="ais", samples=1)
+
+
+def _toy_dataset(d=5, n=40, length=25, seed=4):
+    """Frames from two modes (keys 0-1 or keys 2-4 held), so a static RBM has something to learn."""
+    g = torch.Generator().manual_seed(seed)
+    modes = torch.tensor([[1.0, 1, 0, 0, 0], [0.0, 0, 1, 1, 1]])[:, :d]
+    train = []
+    for _ in range(n):
+        pick = modes[torch.randint(2, (length,), generator=g)]
+        flip = torch.bernoulli(torch.full((length, d), 0.05), generator=g)
+        train.append((pick + flip) % 2)
+    return Dataset("toy", DataSpec("binary", d), {"train": train, "valid": train, "test": train})
+
+
+def test_default_pretraining_raises_the_static_rbms_exact_likelihood_of_the_training_frames():
+    """``prepare`` with the default recipe pre-trains the RBM as a static RBM: the exact mean
+    log-likelihood of the training frames (5 keys, 3 hidden units: Z by enumeration; 1,000 frames,
+    so the pass cap allows 200 minibatches) beats the marginal-bias start of ``pretrain_steps=0``
+    by a margin no noise explains (measured -1.64 against -3.47; the data's entropy is ~1.7)."""
+    data = _toy_dataset()
+    frames = torch.cat(data.split("train"))
+    scores = {}
+    for steps in (0, None):
+        torch.manual_seed(0)
+        hyper = {"hidden": 4, "rbm_hidden": 3, **({} if steps is None else {"pretrain_steps": steps})}
+        model = build_model("rnn-rbm", DataSpec("binary", 5), hyper)
+        model.prepare(data)
+        with torch.no_grad():
+            scores[steps] = float(model.frame.rbm.log_prob(frames).mean().detach())
+    assert scores[None] > scores[0] + 1.0, scores
+
+
+def test_pretraining_length_is_capped_by_passes_over_the_training_frames():
+    model = build_model("rnn-rbm", DataSpec("binary", 5), {"hidden": 4, "rbm_hidden": 3})
+    assert model.config["pretrain_steps"] == 2000
+    assert model.pretrain_minibatches(36) == model.PRETRAIN_MAX_PASSES          # 1 minibatch per pass
+    assert model.pretrain_minibatches(13_807) == 2000                           # JSB: the full 2,000
+    off = build_model("rnn-rbm", DataSpec("binary", 5), {"hidden": 4, "rbm_hidden": 3, "pretrain_steps": 0})
+    assert off.pretrain_minibatches(13_807) == 0
+
+
+def test_defaults_are_the_papers_sizes_and_cd_k():
+    """Boulanger-Lewandowski et al. 2012 / the RNN-RBM tutorial: 100 tanh recurrent units, an RBM
+    of 150 hidden units, CD-15."""
+    model = build_model("rnn-rbm", DataSpec("binary", 88), {})
+    cfg = model.config
+    assert (cfg["hidden"], cfg["cell"], cfg["rbm_hidden"], cfg["cd_steps"]) == (100, "rnn", 150, 15)
+    assert model.frame.cd_steps == 15

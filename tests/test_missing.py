@@ -368,14 +368,15 @@ def _exact_frequencies(model, batch: Batch, n_units: int) -> Tensor:
 
 
 def test_nade_infilling_by_sir_follows_the_exact_conditional():
-    # one frame of a NADE (natural order) with units 0 and 2 missing (not a prefix): 2000 draws,
-    # each the resampled one of 400 proposals; total variation below 0.06 (its sampling error is
-    # about 0.02; SIR's bias at 400 proposals is far smaller)
+    # one frame of a NADE (natural order) with units 0 and 2 missing (not a prefix): 1000 draws
+    # (one per loop step, so the cost is in their number), each the resampled one of 400 proposals;
+    # total variation below 0.06 (its sampling error is about 0.015, 0.002-0.013 for seeds 0-2;
+    # SIR's bias at 400 proposals is far smaller)
     from probseq.missing.infill import infill
 
     model = _model("nade", spec=DataSpec("binary", 3), scale=1.5, length="none")
     batch = Batch(torch.tensor([[[0.0, 1.0, 0.0]]]), torch.tensor([1]), torch.tensor([[[False, True, False]]]))
-    result = infill(model, batch, draws=2000, particles=400, generator=torch.Generator().manual_seed(0))
+    result = infill(model, batch, draws=1000, particles=400, generator=torch.Generator().manual_seed(0))
     assert not result.exact
     freq = _code_frequencies(result.completions[0, :, 0], 3)
     assert 0.5 * (freq - _exact_frequencies(model, batch, 3)).abs().sum() < 0.06

@@ -54,6 +54,7 @@ def test_ais_with_a_data_base_rate_and_chunking(monkeypatch):
     assert (z.abs() < 4.5).all(), z
 
 
+@pytest.mark.slow  # 200 independent AIS runs with 300 intermediate distributions
 def test_stderr_is_calibrated_with_a_long_schedule_and_too_small_with_a_short_one():
     """200 independent AIS runs (20 chains each) on one strongly coupled 10/10 RBM.
 

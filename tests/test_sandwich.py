@@ -88,6 +88,7 @@ def _strong_tiny(name: str, hyper: dict, seed: int):
     return model
 
 
+@pytest.mark.slow  # 20 runs x 64 sequences x 2 schedules x 2 estimators (the RBM sandwich above stays in the default run)
 @pytest.mark.parametrize("name, hyper", [("rtrbm", {"hidden": 2}), ("rnn-rbm", {"hidden": 3, "rbm_hidden": 2})],
                          ids=["rtrbm", "rnn-rbm"])
 def test_sequence_model_sandwich_over_twenty_runs(name, hyper):
@@ -111,6 +112,7 @@ def test_sequence_model_sandwich_over_twenty_runs(name, hyper):
     _check_sandwich(exact_mean, ais, raise_, 2, 200)
 
 
+@pytest.mark.slow  # 20 runs x 16 sequences x hidden trajectories x RAISE/AIS per step
 def test_trbm_raise_is_conservative_and_ais_is_consistent():
     """The TRBM's raise and ais (hidden trajectories x RAISE / AIS per step) against its exact
     marginal, by enumeration; the default estimates log P (not the filtering Q)."""

@@ -424,3 +424,20 @@ def test_trbm_family_gibbs_infilling_of_the_first_frame_follows_its_rbm(name):
         exact[int(f[0] * 4 + f[1] * 2 + f[2])] += p
     freq = _code_frequencies(result.completions[0, :, 0], 3)
     assert 0.5 * (freq - exact).abs().sum() < 0.06
+
+
+def test_fixed_lag_smoother_reaches_the_exact_mean_when_the_lag_covers_the_future():
+    # T = 3, frame 1 missing: lag 2 (or the whole sequence) sees every observation after it and
+    # matches the brute-force E[x_1 | x_2, x_3] within 0.03; lag 0 is the filter, which does not
+    model = _model("gru", spec=DataSpec("binary", 2), scale=3.0, length="none")
+    values = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [1.0, 0.0]]])
+    observed = torch.tensor([[[False, False], [True, True], [True, True]]])
+    batch = Batch(values, torch.tensor([3]), observed)
+    full, probs = brute_force_conditional(model, batch)
+    exact = (probs.reshape(-1, 1, 1) * full).sum(0)[0]
+    means = {lag: particle_filter(model, batch, particles=3000, posterior_mean=True, smoothing_lag=lag,
+                                  generator=torch.Generator().manual_seed(0)).posterior_mean[0, 0]
+             for lag in (None, 2, 0)}
+    assert torch.allclose(means[None], exact, atol=0.03) and torch.allclose(means[2], exact, atol=0.03)
+    prior = torch.sigmoid(model.frame_params_of(model.initial_state(1)))[0].detach()
+    assert torch.allclose(means[0], prior, atol=0.03) and (prior - exact).abs().max() > 0.1

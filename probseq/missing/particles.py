@@ -47,7 +47,11 @@ from torch import Tensor
 from probseq.data.batch import Batch
 from probseq.errors import UserError
 
-__all__ = ["ParticleResult", "particle_filter"]
+__all__ = ["ParticleResult", "particle_filter", "FIXED_LAG"]
+
+
+#: the default lag of the fixed-lag smoother behind :attr:`ParticleResult.posterior_mean`
+FIXED_LAG = 10
 
 
 @dataclass
@@ -85,7 +89,8 @@ def _resample(log_w: Tensor, rows: Tensor, generator: torch.Generator | None) ->
 
 def particle_filter(model, batch: Batch, *, particles: int, draws: int = 0, mode: bool = False,
                     generator: torch.Generator | None = None, objective: str = "weight",
-                    resample_threshold: float = 0.5, posterior_mean: bool = False) -> ParticleResult:
+                    resample_threshold: float = 0.5, posterior_mean: bool = False,
+                    smoothing_lag: int | None = FIXED_LAG) -> ParticleResult:
     """Run the particle filter of the module docstring over ``batch`` (its ``observed`` mask).
 
     Args:
@@ -99,7 +104,12 @@ def particle_filter(model, batch: Batch, *, particles: int, draws: int = 0, mode
             ``"observed"`` (the training objective: one particle, no resampling, and each step
             scored by ``frame.observed_loss`` with gradients, the missing inputs filled by a draw).
         resample_threshold: resample a sequence's particles when ``ESS < threshold K``.
-        posterior_mean: also return the weighted average of all final particles' paths.
+        posterior_mean: also return the fixed-lag smoother's estimate of every frame's posterior mean:
+            the value at ``t`` of every particle alive at step ``t + L``, weighted by its weight
+            there (``L = smoothing_lag``; ``None``: the final weights). A short lag keeps many
+            distinct values (resampling has not yet collapsed the paths onto few ancestors, the
+            path degeneracy of Kitagawa 1996) and ignores only the observations more than ``L``
+            steps after ``t``: consistent as ``K`` grows and ``L`` reaches the end, approximate.
     """
     if particles < 1:
         raise UserError(f"the number of particles must be positive, got {particles}")
@@ -121,6 +131,7 @@ def particle_filter(model, batch: Batch, *, particles: int, draws: int = 0, mode
                         device=device)
     log_z = torch.zeros(B, dtype=log_w.dtype, device=device)
     keep = draws > 0 or mode or posterior_mean
+    weight_history: list[Tensor] = []   # log weights after each step (posterior_mean)
     path: list[Tensor] = []          # filled frames (N, ...) per step
     ancestry: list[Tensor] = []      # (N,) index of each particle's parent among the step before's
     min_ess = 1.0
@@ -161,6 +172,8 @@ def particle_filter(model, batch: Batch, *, particles: int, draws: int = 0, mode
         if lm.head_dim:
             stop = model.stop_logit(state)
             log_w = log_w + lm.log_prob_window(lengths, stop.unsqueeze(1), t).reshape(B, K).to(log_w.dtype)
+        if posterior_mean:
+            weight_history.append(log_w)
     log_z = log_z + torch.logsumexp(log_w, 1) - math.log(K)
     if not lm.head_dim:
         log_z = log_z + lm.log_prob(batch.lengths, None).to(log_z.dtype)
@@ -168,11 +181,26 @@ def particle_filter(model, batch: Batch, *, particles: int, draws: int = 0, mode
     if draws > 0 or mode:
         completions = _trace(path, ancestry, log_w, offsets, draws, mode, generator)
     if posterior_mean:
-        every = torch.arange(K, device=device).expand(B, K)
-        paths = _trace(path, ancestry, log_w, offsets, K, False, generator, pick=every)   # (B, K, T, ...)
-        weights = torch.softmax(log_w.double(), 1).to(paths.dtype)
-        average = (weights.reshape(B, K, *([1] * (paths.dim() - 2))) * paths).sum(1)
+        average = _fixed_lag_means(path, ancestry, weight_history, B, K,
+                                   T if smoothing_lag is None else int(smoothing_lag))
     return ParticleResult(log_z, completions, min_ess, average)
+
+
+def _fixed_lag_means(path: list[Tensor], ancestry: list[Tensor], weight_history: list[Tensor], B: int,
+                     K: int, lag: int) -> Tensor:
+    """``(B, T, ...)``: for each ``t``, the particles at ``s = min(t + lag, T - 1)`` traced back to
+    ``t``, their values averaged with their weights at ``s``. O(T lag B K)."""
+    T = len(path)
+    out = []
+    for t in range(T):
+        s = min(t + max(lag, 0), T - 1)
+        index = torch.arange(B * K, device=path[t].device)
+        for j in range(s, t, -1):
+            index = ancestry[j][index]
+        values = path[t][index].reshape(B, K, *path[t].shape[1:])
+        weights = torch.softmax(weight_history[s].double(), 1).to(values.dtype)
+        out.append((weights.reshape(B, K, *([1] * (values.dim() - 2))) * values).sum(1))
+    return torch.stack(out, 1)
 
 
 def _trace(path: list[Tensor], ancestry: list[Tensor], log_w: Tensor, offsets: Tensor, draws: int,

@@ -322,6 +322,7 @@ def test_fit_evaluate_sample_and_prime_from_the_command_line(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["dataset"] == "bvh" and result["next_frame_mse_per_dim"] > 0
     assert result["baseline_copy_last_mse_per_dim"] > 0 and result["baseline_linear_mse_per_dim"] > 0
+    assert result["ar_start_mse_per_dim"] > 0 and "ridge" in result["ar_start_choice"]   # the untrained start
 
     out = tmp_path / "walk.bvh"
     assert main(["sample", str(run), "-n", "1", "--length", "40", "--out", str(out)]) == 0

@@ -105,7 +105,6 @@ def starting_point_errors(info: dict[str, Any], dataset, examples: list[Any], *,
     from probseq.data.spec import DataSpec
     from probseq.models.registry import build_model
     from probseq.optim.training import initialise
-    from probseq.train.options import training_options
 
     seed = int(info.get("seed") or 0)
     torch.manual_seed(seed)
@@ -114,7 +113,8 @@ def starting_point_errors(info: dict[str, Any], dataset, examples: list[Any], *,
         return {}
     torch.manual_seed(seed)
     model.prepare(dataset)
-    initialise(model, training_options(model, info.get("training")), seed)
+    # run.json holds the run's merged training options (defaults, recipe, --set), init included
+    initialise(model, dict(info.get("training") or {}), seed)
     errors = next_frame_errors(model, examples, batch_size=batch_size, frame_budget=frame_budget)
     out = {"ar_start_mse_per_dim": errors["next_frame_mse_per_dim"],
            "ar_start_se_per_frame": errors["next_frame_se_per_frame"]}

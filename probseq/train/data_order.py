@@ -40,7 +40,7 @@ import torch
 
 from probseq.errors import UserError
 
-__all__ = ["Piece", "EpochPlan", "derived_generator", "check_plan_options", "transposition_range",
+__all__ = ["Piece", "EpochPlan", "derived_generator", "check_plan_options", "transposition_range", "transpose_keys",
            "fresh_examples"]
 
 _PLAN, _FRESH = 0, 1   # salts of the seed streams
@@ -70,7 +70,7 @@ def transposition_range(frames: torch.Tensor, k_max: int) -> tuple[int, int]:
     return max(-k_max, -int(keys.min())), min(k_max, frames.shape[-1] - 1 - int(keys.max()))
 
 
-def _shift(frames: torch.Tensor, k: int) -> torch.Tensor:
+def transpose_keys(frames: torch.Tensor, k: int) -> torch.Tensor:
     """``frames`` with key ``j`` moved to ``j + k`` (every active key must stay in range)."""
     if k == 0:
         return frames
@@ -146,7 +146,7 @@ class EpochPlan:
         example = self.examples[piece.index]
         if piece.start == 0 and piece.stop is None and piece.shift == 0:
             return example
-        return _shift(example[piece.start:piece.stop], piece.shift)
+        return transpose_keys(example[piece.start:piece.stop], piece.shift)
 
 
 def fresh_examples(dataset, count: int, *, seed: int, step: int) -> list[Any]:

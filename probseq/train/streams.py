@@ -50,7 +50,7 @@ import torch
 
 from probseq.data.window import TimeWindow
 from probseq.errors import UserError
-from probseq.train.data_order import Piece, _shift, derived_generator, transposition_range
+from probseq.train.data_order import Piece, derived_generator, transpose_keys, transposition_range
 
 __all__ = ["TRAIN_FRAME_BUDGET", "WindowChoice", "choose_windows", "StreamWindow", "StreamPlan",
            "StreamBatch", "CarriedStates"]
@@ -179,7 +179,7 @@ class StreamPlan:
         return [lane[step] for lane in self.lanes if step < len(lane)]
 
     def materialise(self, piece: Piece) -> torch.Tensor:
-        return _shift(self.examples[piece.index][piece.start:piece.stop], piece.shift)
+        return transpose_keys(self.examples[piece.index][piece.start:piece.stop], piece.shift)
 
 
 @dataclass

@@ -98,8 +98,8 @@ class RNNRBM(RecurrentFrameModel):
     #: defaults) reached 7.10 validation nats/frame in 8 minutes against 7.33 at 3e-3; the paper's
     #: plain SGD at 1e-3 for 200 epochs is out of reach of a minutes budget on a CPU. Known
     #: problem: trained for 45 minutes the weights grow until the quick AIS validation is far too
-    #: optimistic (4.8 -> 2.0 "nats/frame") and keep=best picks exactly those weights (test AIS
-    #: 8.88 / RAISE 12.43); see RESULTS.md before trusting long runs with this default
+    #: optimistic (7.5 -> -2.3 "nats/frame") and keep=best picks exactly those weights (test AIS
+    #: 3.92 / RAISE 13.24 at 5x500); see RESULTS.md before trusting long runs with this default
     training_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-2, "batch_size": 32}
     #: at most this many passes over the training frames of static pre-training (``prepare``), so
     #: a small data set is not pre-trained for 2,000 minibatches of the same few frames

@@ -47,7 +47,7 @@ from probseq.data.home import data_home
 from probseq.errors import UserError
 
 __all__ = ["find_files", "split_files", "split_names", "split_fraction_of", "cached_conversion", "read_all",
-           "warn_skipped", "file_digest", "SPLITS"]
+           "warn_skipped", "file_digest", "boolean_option", "split_in_time", "SPLITS"]
 
 SPLITS = ("train", "valid", "test")
 
@@ -279,4 +279,35 @@ def read_all(files: Sequence[Path], read: Callable[[Path], Any], *, what: str = 
             raise UserError(f"no {what} files to read")
         raise UserError(f"none of the {len(files)} {what} file(s) could be read "
                         f"(first: {first[0]}: {first[1]})")
+    return out
+
+
+def boolean_option(name: str, value: Any) -> bool:
+    """A ``--set name=...`` flag: ``true``/``false`` (also 1/0, yes/no) as a bool, else one sentence."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise UserError(f"option {name} must be true or false, got {value!r}")
+
+
+def split_in_time(sequences: Mapping[str, np.ndarray], unit: str) -> dict[str, list[np.ndarray]]:
+    """Contiguous 80/10/10 chunks in time of each sequence, for folders of fewer than 3 files.
+
+    ``sequences`` maps a file's name to its ``(T, ...)`` array; ``unit`` names what a file is
+    (``"take"``, ``"video"``) in the error a sequence shorter than 10 frames gets.
+    """
+    out: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
+    for name, seq in sequences.items():
+        n = seq.shape[0]
+        if n < 10:
+            raise UserError(f"{name} has {n} frames; with fewer than 3 {unit}s each {unit} is split "
+                            "80/10/10 in time into train/valid/test, which needs at least 10 frames")
+        a, b = int(round(0.8 * n)), int(round(0.9 * n))
+        out["train"].append(seq[:a])
+        out["valid"].append(seq[a:b])
+        out["test"].append(seq[b:])
     return out

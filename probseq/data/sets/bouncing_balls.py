@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from probseq.data.bouncing_balls import generate_bouncing_balls
+from probseq.data.folder import boolean_option
 from probseq.data.registry import Dataset, register_dataset
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
@@ -33,17 +34,6 @@ from probseq.errors import UserError
 __all__ = ["load_bouncing_balls", "DEFAULTS"]
 
 _INTS = ("n_train", "n_valid", "n_test", "n_frames", "size", "n_balls", "seed")
-
-
-def _flag(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    raise UserError(f"bouncing-balls option {name} must be true or false, got {value!r}")
 
 
 def _option(name: str, value: Any) -> Any:
@@ -90,7 +80,7 @@ def load_bouncing_balls(data_file=None, data_dir=None, *, n_train: int = 400, n_
     given = dict(n_train=n_train, n_valid=n_valid, n_test=n_test, n_frames=n_frames, size=size,
                  n_balls=n_balls, radius=radius, box=box, speed=speed, seed=seed)
     opts = {k: _option(k, v) for k, v in given.items()}
-    binarize = _flag("binarize", binarize)
+    binarize = boolean_option("binarize", binarize)
     for key in ("n_train", "n_valid", "n_test", "n_frames", "size", "n_balls"):
         if opts[key] < 1:
             raise UserError(f"bouncing-balls option {key} must be at least 1, got {opts[key]}")

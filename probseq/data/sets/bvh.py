@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from probseq.data.folder import cached_conversion, find_files, read_all, split_files
+from probseq.data.folder import cached_conversion, find_files, read_all, split_files, split_in_time
 from probseq.data.registry import Dataset, register_dataset
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
@@ -126,21 +126,6 @@ def bvh_take_features(path: Path, *, fps: float, rotation: str, up_axis: int) ->
     return {**out, "features": features}
 
 
-def _split_takes(seqs: list[np.ndarray], names: list[str]) -> dict[str, list[np.ndarray]]:
-    """Contiguous 80/10/10 chunks of each take (for 1 or 2 takes)."""
-    out: dict[str, list[np.ndarray]] = {"train": [], "valid": [], "test": []}
-    for s, name in zip(seqs, names):
-        n = s.shape[0]
-        if n < 10:
-            raise UserError(f"{name} has {n} frames; with fewer than 3 takes each take is split "
-                            "80/10/10 into train/valid/test, which needs at least 10 frames")
-        a, b = int(round(0.8 * n)), int(round(0.9 * n))
-        out["train"].append(s[:a])
-        out["valid"].append(s[a:b])
-        out["test"].append(s[b:])
-    return out
-
-
 # ---------------------------------------------------------------------------- the loader
 @register_dataset(
     "bvh",
@@ -188,7 +173,7 @@ def load_bvh_folder(data_file: str | Path | None = None, data_dir: str | Path | 
         raw = {s: [takes[p]["features"] for p in parts[s]] for s in parts}
         split_rule = "whole takes by path hash"
     else:
-        raw = _split_takes([takes[p]["features"] for p in readable], [str(p) for p in readable])
+        raw = split_in_time({str(p): takes[p]["features"] for p in readable}, "take")
         split_rule = "contiguous 80/10/10 of each take"
     if run_meta is not None:
         mean, std = np.asarray(run_meta["mean"]), np.asarray(run_meta["std"])

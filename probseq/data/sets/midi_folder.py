@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from probseq.data.folder import cached_conversion, find_files, read_all, split_files
+from probseq.data.folder import boolean_option, cached_conversion, find_files, read_all, split_files
 from probseq.data.registry import Dataset, register_dataset
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
@@ -88,17 +88,6 @@ def _pitch_range(low: Any, high: Any) -> tuple[int, int]:
         raise UserError(f"the pitch range low={low}..high={high} must be whole MIDI notes with "
                         "0 <= low <= high <= 127")
     return lo, hi
-
-
-def _flag(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    raise UserError(f"{name} must be true or false, got {value!r}")
 
 
 def _opening_tempo_bpm(path: Path) -> float:
@@ -159,7 +148,8 @@ def load_midi_folder(data_file: str | Path | None = None, data_dir: str | Path |
     resolution = midi_resolution(step, step_seconds)
     lo, hi = _pitch_range(low, high)
     n_keys = hi - lo + 1
-    drums, merge, cache = _flag("drums", drums), _flag("merge", merge), _flag("cache", cache)
+    drums, merge, cache = (boolean_option("drums", drums), boolean_option("merge", merge),
+                          boolean_option("cache", cache))
     root, files = find_files(data_file=data_file, data_dir=data_dir, extensions=_EXTENSIONS, what="MIDI")
     splits_of_files = split_files(files, root, valid_fraction=float(valid_fraction),
                                   test_fraction=float(test_fraction))

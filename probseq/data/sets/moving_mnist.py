@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from probseq.data.folder import boolean_option
 from probseq.data.home import data_home
 from probseq.data.registry import Dataset, register_dataset
-from probseq.data.sets.video import binarise_flag
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
 
@@ -144,7 +144,7 @@ def load_moving_mnist(data_file: str | Path | None = None, data_dir: str | Path 
     frames, size, digits = _int_option("frames", frames, 2), _int_option("size", size, DIGIT), \
         _int_option("digits", digits, 1)
     seed = _int_option("seed", seed, 0)
-    binarise = binarise_flag(binarise)
+    binarise = boolean_option("binarise", binarise)
     threshold = float(threshold)
     train_images = read_idx_images(_find_images(folder, "train"))
     test_images = read_idx_images(_find_images(folder, "test"))

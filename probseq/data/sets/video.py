@@ -37,13 +37,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from probseq.data.folder import cached_conversion, read_all, split_names
+from probseq.data.folder import boolean_option, cached_conversion, read_all, split_in_time, split_names
 from probseq.data.registry import Dataset, register_dataset
 from probseq.data.spec import DataSpec
 from probseq.errors import UserError
 
 __all__ = ["VIDEO_EXTENSIONS", "IMAGE_EXTENSIONS", "load_video_folder", "parse_frame_size", "read_video",
-           "read_frame_folder", "resample_frames", "binarise_flag"]
+           "read_frame_folder", "resample_frames"]
 
 VIDEO_EXTENSIONS = (".gif", ".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -63,18 +63,6 @@ def parse_frame_size(size: Any) -> tuple[int, int]:
     if h < 1 or w < 1:
         raise UserError(f"video option size must be positive, got {size!r}")
     return h, w
-
-
-def binarise_flag(value: Any, name: str = "binarise") -> bool:
-    """``true``/``false`` (also 1/0, yes/no) as a bool; anything else is one sentence."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    raise UserError(f"option {name} must be true or false, got {value!r}")
 
 
 def _positive(name: str, value: Any) -> float:
@@ -225,20 +213,6 @@ def _find_items(data_file, data_dir) -> tuple[Path, dict[str, tuple[Path, list[P
     return root, dict(sorted(items.items()))
 
 
-def _split_in_time(videos: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
-    out: dict[str, list[np.ndarray]] = {"train": [], "valid": [], "test": []}
-    for name, v in videos.items():
-        n = v.shape[0]
-        if n < 10:
-            raise UserError(f"{name} has {n} frames; with fewer than 3 videos each is split 80/10/10 "
-                            "in time into train/valid/test, which needs at least 10 frames")
-        a, b = int(round(0.8 * n)), int(round(0.9 * n))
-        out["train"].append(v[:a])
-        out["valid"].append(v[a:b])
-        out["test"].append(v[b:])
-    return out
-
-
 # ---------------------------------------------------------------------------- the loader
 @register_dataset(
     "video",
@@ -255,7 +229,7 @@ def load_video_folder(data_file: str | Path | None = None, data_dir: str | Path 
                       run_meta: dict[str, Any] | None = None) -> Dataset:
     """Load a folder of videos (see the module docstring)."""
     shape = parse_frame_size(size)
-    binarise = binarise_flag(binarise)
+    binarise = boolean_option("binarise", binarise)
     threshold = float(threshold)
     if not 0.0 <= threshold < 1.0:
         raise UserError(f"video option threshold must be in [0, 1), got {threshold}")
@@ -299,7 +273,7 @@ def load_video_folder(data_file: str | Path | None = None, data_dir: str | Path 
         raw = {s: [videos[n] for n in parts[s]] for s in parts}
         split_rule = "whole videos by path hash"
     else:
-        raw = _split_in_time(videos)
+        raw = split_in_time(videos, "video")
         split_rule = "contiguous 80/10/10 of each video"
     splits = {split: [torch.from_numpy(np.ascontiguousarray(s)) for s in seqs] for split, seqs in raw.items()}
     meta = {"media": "video", "title": "video", "frame_shape": list(shape), "fps": float(fps),
